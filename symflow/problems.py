@@ -1,0 +1,337 @@
+"""Problem stage: the numeric objects users call on a flat float64 parameter vector.
+
+:class:`Net` is an MLP on a finite data set.  Its loss (design.md) is
+
+    L(p) = (1/N) sum_n w_n sum_o (f_o(x_n; p) - y_no)^2          (MSE)
+    L(p) = -(1/N) sum_n w_n log softmax(f(x_n; p))[y_n]           (softmax output)
+
+plus the optional weight-norm barrier and neuron-merge penalty.  All sums over
+samples run in the compiled kernels; Python only checks inputs and hands over
+pointers.  A Net pickles as its spec and data, never as the compiled handle.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import build
+from .errors import DataError, ParameterError, SpecError
+from .spec import MLP
+
+__all__ = ["Net"]
+
+
+def _float_matrix(name: str, value, columns: int, hint: str) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
+        raise DataError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        raise DataError(f"{name} must be a 2-D array (N, {columns}), got shape {arr.shape}; {hint}")
+    if arr.shape[1] != columns:
+        raise DataError(
+            f"{name} has {arr.shape[1]} columns but the architecture needs {columns}; {hint}"
+        )
+    if arr.shape[0] == 0:
+        raise DataError(f"{name} is empty: at least one sample is needed")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        row, col = map(int, np.argwhere(bad)[0])
+        raise DataError(
+            f"{name} contains {arr[row, col]} at row {row}, column {col} "
+            f"({int(bad.sum())} non-finite entries); remove or impute them first"
+        )
+    return arr
+
+
+class Net:
+    """An MLP on a finite data set with exact loss, gradient and Hessian.
+
+    ``Net(arch, X, Y, weights=None, maxnorm=None, merge=None)``:
+    ``X`` is ``(N, din)``; ``Y`` is ``(N, dout)`` (or length N for one output) and,
+    for a softmax output, an integer label array of length N.  ``weights`` are
+    per-sample weights (normalised by N, not by their sum).  ``maxnorm=c`` adds
+    R(p) = (|p|^2/(2P) - c)^3/3 where |p|^2/(2P) > c.  ``merge=(layer, i, j, lam)``
+    adds lam/2 |theta_i - theta_j|^2 over the incoming weights and bias of neurons
+    i and j (0-based) of ``layer`` (1-based, as in the parameter names ``W1_0_1``).
+
+    >>> import numpy as np
+    >>> arch = MLP(2, [(4, "tanh", True), (1, "identity", True)])
+    >>> X = np.random.default_rng(0).normal(size=(50, 2))
+    >>> net = Net(arch, X, np.sin(X[:, 0]))
+    >>> p = arch.random_params(seed=1)
+    >>> net.gradient(p).shape, net.hessian(p).shape
+    ((17,), (17, 17))
+    """
+
+    def __init__(self, arch: MLP, X, Y, weights=None, maxnorm=None, merge=None):
+        if not isinstance(arch, MLP):
+            raise SpecError(
+                f"Net needs an MLP architecture as first argument, got {type(arch).__name__}; "
+                f"e.g. symflow.MLP(2, [(10, 'softplus', True), (1, 'identity', True)])"
+            )
+        self.spec = arch
+        self.X = _float_matrix("X", X, arch.din,
+                               "one sample per row; for one feature use X.reshape(-1, 1)")
+        n = self.X.shape[0]
+        self.Y = self._targets(Y, n)
+        self.weights = self._weights(weights, n)
+        self.maxnorm = self._maxnorm(maxnorm)
+        self.merge = self._merge(merge)
+        self._attach()
+
+    # -- validation -----------------------------------------------------------------
+    def _targets(self, Y, n: int) -> np.ndarray:
+        arch = self.spec
+        if arch.softmax:
+            labels = np.asarray(Y)
+            if labels.dtype.kind not in "iu":
+                raise DataError(
+                    f"a softmax output needs integer class labels, got dtype {labels.dtype}; "
+                    f"convert with Y.astype(int) if the values are whole numbers"
+                )
+            if labels.shape != (n,):
+                raise DataError(
+                    f"labels must have shape ({n},) (one class index per sample of X), got "
+                    f"{labels.shape}"
+                )
+            bad = (labels < 0) | (labels >= arch.dout)
+            if bad.any():
+                first = int(np.flatnonzero(bad)[0])
+                raise DataError(
+                    f"label {labels[first]} at sample {first} is out of range: the softmax "
+                    f"layer has {arch.dout} classes, labels must be in 0..{arch.dout - 1}"
+                )
+            return np.ascontiguousarray(labels, dtype=np.float64).reshape(n, 1)
+        arr = np.asarray(Y)
+        if arr.ndim == 1 and arch.dout == 1:
+            arr = arr.reshape(-1, 1)
+        hint = "one target row per sample of X" + (
+            "" if arch.dout > 1 else "; a 1-D array of length N is also accepted")
+        arr = _float_matrix("Y", arr, arch.dout, hint)
+        if arr.shape[0] != n:
+            raise DataError(f"X has {n} samples but Y has {arr.shape[0]}; they must match")
+        return arr
+
+    @staticmethod
+    def _weights(weights, n: int):
+        if weights is None:
+            return None
+        w = np.asarray(weights)
+        if w.dtype.kind not in "fiu" or w.dtype == np.bool_:
+            raise DataError(f"sample weights must be real numbers, got dtype {w.dtype}")
+        if w.shape != (n,):
+            raise DataError(f"sample weights must have shape ({n},), got {w.shape}")
+        w = np.ascontiguousarray(w, dtype=np.float64)
+        if not np.isfinite(w).all() or (w < 0).any():
+            raise DataError("sample weights must be finite and non-negative")
+        return w
+
+    @staticmethod
+    def _maxnorm(maxnorm):
+        if maxnorm is None:
+            return None
+        if isinstance(maxnorm, bool) or not np.isscalar(maxnorm) or not np.isfinite(maxnorm):
+            raise ParameterError(f"maxnorm must be a finite number or None, got {maxnorm!r}")
+        return float(maxnorm)
+
+    def _merge(self, merge):
+        if merge is None:
+            return None
+        if not isinstance(merge, (tuple, list)) or len(merge) != 4:
+            raise ParameterError(f"merge must be (layer, i, j, lam), got {merge!r}")
+        layer, i, j, lam = merge
+        depth = self.spec.depth
+        if not isinstance(layer, (int, np.integer)) or not 1 <= layer < depth:
+            raise ParameterError(
+                f"merge layer must be a hidden layer number in 1..{depth - 1} (1-based), "
+                f"got {layer!r}"
+            )
+        width = self.spec.layers[layer - 1].width
+        for v in (i, j):
+            if not isinstance(v, (int, np.integer)) or not 0 <= v < width:
+                raise ParameterError(
+                    f"merge neurons must be indices in 0..{width - 1} of layer {layer}, "
+                    f"got {v!r}"
+                )
+        if i == j:
+            raise ParameterError("merge needs two different neurons i != j")
+        if isinstance(lam, bool) or not np.isscalar(lam) or not np.isfinite(lam):
+            raise ParameterError(f"merge strength lam must be a finite number, got {lam!r}")
+        nin = self.spec.widths[layer - 1]
+        off = self.spec.offsets[layer - 1]
+        width_l = self.spec.layers[layer - 1].width
+
+        def incoming(k):
+            idx = list(range(off + k * nin, off + (k + 1) * nin))
+            if self.spec.layers[layer - 1].bias:
+                idx.append(off + width_l * nin + k)
+            return np.array(idx)
+
+        return (int(layer), int(i), int(j), float(lam), incoming(i), incoming(j))
+
+    # -- compiled kernels ------------------------------------------------------------
+    def _attach(self) -> None:
+        module = build.load(self.spec)
+        self._ffi, self._lib = module.ffi, module.lib
+        ffi = self._ffi
+        self._pX = ffi.cast("double *", self.X.ctypes.data)
+        self._pY = ffi.cast("double *", self.Y.ctypes.data)
+        self._pw = ffi.NULL if self.weights is None else ffi.cast("double *", self.weights.ctypes.data)
+
+    def __getstate__(self):
+        merge = None if self.merge is None else self.merge[:4]
+        labels = self.Y[:, 0].astype(np.int64) if self.spec.softmax else self.Y
+        return {"spec": self.spec, "X": self.X, "Y": labels, "weights": self.weights,
+                "maxnorm": self.maxnorm, "merge": merge}
+
+    def __setstate__(self, state):
+        self.__init__(state["spec"], state["X"], state["Y"], state["weights"],
+                      state["maxnorm"], state["merge"])
+
+    def __repr__(self) -> str:
+        extra = ""
+        if self.weights is not None:
+            extra += ", weighted"
+        if self.maxnorm is not None:
+            extra += f", maxnorm={self.maxnorm}"
+        if self.merge is not None:
+            extra += f", merge={self.merge[:4]}"
+        return f"Net({self.spec!r}, N={self.nsamples}{extra})"
+
+    @property
+    def nparams(self) -> int:
+        return self.spec.nparams
+
+    @property
+    def nsamples(self) -> int:
+        return self.X.shape[0]
+
+    def subset(self, indices) -> Net:
+        """A Net on the rows ``indices`` (same spec, regularisers and compiled kernels)."""
+        idx = np.asarray(indices)
+        if idx.dtype.kind not in "iu" or idx.ndim != 1 or idx.size == 0:
+            raise DataError("subset indices must be a non-empty 1-D integer array")
+        new = object.__new__(Net)
+        new.spec, new.maxnorm, new.merge = self.spec, self.maxnorm, self.merge
+        new.X = np.ascontiguousarray(self.X[idx])
+        new.Y = np.ascontiguousarray(self.Y[idx])
+        new.weights = None if self.weights is None else np.ascontiguousarray(self.weights[idx])
+        new._attach()
+        return new
+
+    def _p(self, p):
+        p = self.spec.check_params(p)
+        return p, self._ffi.cast("double *", p.ctypes.data)
+
+    # -- regularisers (O(P), in NumPy) -------------------------------------------------
+    def _reg(self, p, order: int):
+        loss, grad, hess = 0.0, None, None
+        P = p.shape[0]
+        if order >= 1:
+            grad = np.zeros(P)
+        if order >= 2:
+            hess = np.zeros((P, P))
+        if self.maxnorm is not None:
+            excess = p @ p / (2 * P) - self.maxnorm
+            if excess > 0:
+                loss += excess**3 / 3
+                if order >= 1:
+                    grad += excess**2 * p / P
+                if order >= 2:
+                    hess += 2 * excess * np.outer(p, p) / P**2
+                    hess[np.diag_indices(P)] += excess**2 / P
+        if self.merge is not None:
+            lam, a, b = self.merge[3], self.merge[4], self.merge[5]
+            diff = p[a] - p[b]
+            loss += lam / 2 * (diff @ diff)
+            if order >= 1:
+                grad[a] += lam * diff
+                grad[b] -= lam * diff
+            if order >= 2:
+                hess[a, a] += lam
+                hess[b, b] += lam
+                hess[a, b] -= lam
+                hess[b, a] -= lam
+        return loss, grad, hess
+
+    @property
+    def _regularised(self) -> bool:
+        return self.maxnorm is not None or self.merge is not None
+
+    # -- public numerics ---------------------------------------------------------------
+    def loss(self, p) -> float:
+        """Loss at ``p``."""
+        p, pp = self._p(p)
+        value = self._lib.sf_loss(pp, self._pX, self._pY, self._pw, self.nsamples)
+        if self._regularised:
+            value += self._reg(p, 0)[0]
+        return float(value)
+
+    def loss_and_gradient(self, p) -> tuple[float, np.ndarray]:
+        """``(loss, gradient)`` at ``p`` in one pass over the data."""
+        p, pp = self._p(p)
+        grad = np.empty(p.shape[0])
+        value = self._lib.sf_loss_grad(pp, self._pX, self._pY, self._pw, self.nsamples,
+                                       self._ffi.cast("double *", grad.ctypes.data))
+        if self._regularised:
+            rl, rg, _ = self._reg(p, 1)
+            value += rl
+            grad += rg
+        return float(value), grad
+
+    def gradient(self, p) -> np.ndarray:
+        """Gradient of the loss at ``p``."""
+        return self.loss_and_gradient(p)[1]
+
+    def loss_gradient_hessian(self, p) -> tuple[float, np.ndarray, np.ndarray]:
+        """``(loss, gradient, Hessian)`` at ``p`` in one pass over the data."""
+        p, pp = self._p(p)
+        P = p.shape[0]
+        grad = np.empty(P)
+        hess = np.empty((P, P))
+        loss = self._ffi.new("double *")
+        cast = self._ffi.cast
+        status = self._lib.sf_loss_grad_hess(pp, self._pX, self._pY, self._pw, self.nsamples,
+                                             loss, cast("double *", grad.ctypes.data),
+                                             cast("double *", hess.ctypes.data))
+        if status != 0:
+            raise MemoryError(f"the Hessian kernel could not allocate its workspace (P = {P})")
+        value = loss[0]
+        if self._regularised:
+            rl, rg, rh = self._reg(p, 2)
+            value, grad, hess = value + rl, grad + rg, hess + rh
+        return float(value), grad, hess
+
+    def hessian(self, p) -> np.ndarray:
+        """Exact Hessian of the loss at ``p`` (P x P, symmetric)."""
+        return self.loss_gradient_hessian(p)[2]
+
+    def hessian_spectrum(self, p) -> tuple[np.ndarray, np.ndarray]:
+        """Eigenvalues (ascending) and eigenvectors (columns) of the Hessian at ``p``."""
+        return np.linalg.eigh(self.hessian(p))
+
+    def predict(self, p, X=None) -> np.ndarray:
+        """Network outputs ``(N, dout)`` (class probabilities for softmax) on ``X`` or the data."""
+        p, pp = self._p(p)
+        if X is None:
+            X, pX = self.X, self._pX
+        else:
+            X = _float_matrix("X", X, self.spec.din, "one sample per row")
+            pX = self._ffi.cast("double *", X.ctypes.data)
+        out = np.empty((X.shape[0], self.spec.dout))
+        self._lib.sf_predict(pp, pX, X.shape[0], self._ffi.cast("double *", out.ctypes.data))
+        return out
+
+    def activation(self, layer: int, neuron: int, x) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Compiled activation of ``(layer, neuron)`` and its two derivatives at points ``x``."""
+        x = np.ascontiguousarray(x, dtype=np.float64).ravel()
+        f, d1, d2 = np.empty_like(x), np.empty_like(x), np.empty_like(x)
+        cast = self._ffi.cast
+        status = self._lib.sf_activation(layer, neuron, cast("double *", x.ctypes.data), x.size,
+                                         cast("double *", f.ctypes.data),
+                                         cast("double *", d1.ctypes.data),
+                                         cast("double *", d2.ctypes.data))
+        if status != 0:
+            raise SpecError(f"layer {layer}, neuron {neuron} has no scalar activation")
+        return f, d1, d2
