@@ -25,7 +25,7 @@ __all__ = ["API_VERSION", "emit_source", "cdef", "template_text", "templates_dig
 #: Version of the C interface declared in ``templates/cdef.h.j2``.
 API_VERSION = 1
 
-_TEMPLATES = ("kernels.c.j2", "cdef.h.j2")
+_TEMPLATES = ("kernels.c.j2", "cdef.h.j2", "generated_module.py.j2")
 
 
 def _template_dir() -> Path:
