@@ -61,7 +61,7 @@
 #define SF_WORK 149
 #define SF_BLOCK 256
 
-int sf_api_version(void) { return 1; }
+int sf_api_version(void) { return 2; }
 long sf_nparams(void) { return SF_P; }
 const char *sf_spec_key(void) { return "mlp|3|4|(tanh,expr:x * tanh(x),gelu,relu)|b|3|sigmoid|nob|3|softmax|b"; }
 
@@ -489,75 +489,91 @@ double sf_loss_grad(const double *p, const double *X, const double *Y, const dou
     return (total + block) * invN;
 }
 
-/* Exact Hessian.  With M_l = d2loss/dz_l2 (recursion M_l = S W' M_{l+1} W S + diag(q*abar)),
- * T_{m,l} = dz_m/dz_l and C_{m,l} = diag(s_{m-1}) T_{m-1,l}, the block of layer-m
- * parameter (i, j) and layer-l parameter (p, r), l <= m, is
- *   l == m:  M_m[i,p] a~_{m-1,j} a~_{m-1,r}
- *   l <  m:  a~_{l-1,r} (A_{m,l}[i,p] a~_{m-1,j} + d_m[i] C_{m,l}[j,p]),  A = M_m T_{m,l},
- * where a~ is the layer input with a trailing 1 for the bias (the C-term vanishes for
- * the bias entry).  Blocks with l <= m are accumulated; the upper triangle is mirrored. */
-int sf_loss_grad_hess(const double *p, const double *X, const double *Y, const double *w, long N,
-                      double *loss, double *grad, double *H)
+/* Exact Hessian, in two parts:  H = sum_n J_n' (c_n Phi_n) J_n  +  R.
+ *
+ * J_n = dz_L/dtheta (SF_DOUT rows of length SF_P) carries the dense Gauss-Newton
+ * part; the kernel writes its rows, weighted so that the part equals Gp'Gp - Gm'Gm,
+ * and the caller accumulates those with a BLAS rank-k update (syrk).
+ *
+ * R is the rest.  With M'_l = sum over hidden layers k >= l of T_{k,l}' diag(q_k abar_k) T_{k,l}
+ * (recursion M'_{L} = 0, M'_l = S W' M'_{l+1} W S + diag(q abar)), T_{m,l} = dz_m/dz_l and
+ * C_{m,l} = diag(s_{m-1}) T_{m-1,l}, the block of layer-m parameter (i, j) and layer-l
+ * parameter (p, r), l <= m, is
+ *   l == m:  M'_m[i,p] a~_{m-1,j} a~_{m-1,r}
+ *   l <  m:  a~_{l-1,r} (A_{m,l}[i,p] a~_{m-1,j} + d_m[i] C_{m,l}[j,p]),  A = M'_m T_{m,l},
+ * where a~ is the layer input with a trailing 1 for the bias (no C-term for the bias
+ * entry).  M'_{L-1} and C_{l+1,l} are diagonal, which makes R sparse for one hidden
+ * layer.  Only blocks with l <= m are accumulated into R; sf_mirror fills the rest.
+ *
+ * Samples n0 <= n < n1 of N are processed; loss and grad are accumulated (the caller
+ * zeroes them), Gp/Gm rows are written for the chunk (row (n - n0) * SF_DOUT + o of Gp,
+ * row (n - n0) * SF_GM + o of Gm); *nminus counts the non-zero rows written to Gm. */
+#define SF_GM 1
+int sf_hess_chunk(const double *p, const double *X, const double *Y, const double *w, long N,
+                  long n0, long n1, double *loss, double *grad, double *H, double *Gp, double *Gm,
+                  long *nminus)
 {
     double z[SF_NTOT], a[SF_NTOT], s[SF_NTOT], q[SF_NTOT], d[SF_NTOT], abar[SF_NTOT];
+    double e[SF_NTOT], ebar[SF_NTOT], Phi[SF_DOUT * SF_DOUT];
     double *work = (double *)malloc(sizeof(double) * (SF_WORK > 0 ? SF_WORK : 1));
     if (!work) return 1;
     double total = 0.0, block = 0.0;
     const double invN = 1.0 / (double)N;
-    memset(grad, 0, sizeof(double) * SF_P);
-    memset(H, 0, sizeof(double) * SF_P * SF_P);
-    for (long n = 0; n < N; ++n) {
+    long minus = 0;
+    for (long n = n0; n < n1; ++n) {
         const double *x = X + n * SF_DIN;
         const double c = (w ? w[n] : 1.0) * invN;
         sf_forward_2(p, x, z, a, s, q);
+        const double *zL = z + 7;
         double *dL = d + 7;
-        double *ML = work + 25;
-        const double ell = sf_output(2, z + 7, Y + n * SF_YDIM, dL, ML);
+        const double ell = sf_output(2, zL, Y + n * SF_YDIM, dL, Phi);
         block += (w ? w[n] : 1.0) * ell;
-        if ((n + 1) % SF_BLOCK == 0) { total += block; block = 0.0; }
+        if ((n - n0 + 1) % SF_BLOCK == 0) { total += block; block = 0.0; }
         for (int o = 0; o < SF_DOUT; ++o) dL[o] *= c;
-        for (int o = 0; o < SF_DOUT * SF_DOUT; ++o) ML[o] *= c;
         sf_backward(p, x, a, s, d, abar, grad);
-        { /* M_2 from M_3 */
-            const double *restrict W = p + 28;
-            const double *restrict Mu = work + 25;
-            double *restrict U = work + 34;
-            double *restrict M = work + 16;
-            for (int i = 0; i < 3; ++i) {
-                double *restrict Ui = U + i * 3;
-                for (int r = 0; r < 3; ++r) Ui[r] = 0.0;
-                for (int k = 0; k < 3; ++k) {
-                    const double mik = Mu[i * 3 + k];
-                    const double *restrict Wk = W + k * 3;
-                    for (int r = 0; r < 3; ++r) Ui[r] += mik * Wk[r];
-                }
-            }
-            for (int j = 0; j < 3; ++j) {
-                double *restrict Mj = M + j * 3;
-                for (int r = 0; r < 3; ++r) Mj[r] = 0.0;
-                for (int i = 0; i < 3; ++i) {
-                    const double wij = W[i * 3 + j];
-                    const double *restrict Ui = U + i * 3;
-                    for (int r = 0; r < 3; ++r) Mj[r] += wij * Ui[r];
-                }
-                const double sj = s[4 + j];
-                for (int r = 0; r < 3; ++r) Mj[r] *= sj * s[4 + r];
-                Mj[j] += q[4 + j] * abar[4 + j];
-            }
+
+        /* Gauss-Newton rows: J_o by back-propagating the unit vector e_o */
+        double *gp = Gp + (n - n0) * SF_DOUT * SF_P;
+        double *gm = Gm + (n - n0) * SF_GM * SF_P;
+        for (int o = 0; o < SF_DOUT; ++o) {
+            double *Jo = gp + o * SF_P;
+            memset(Jo, 0, sizeof(double) * SF_P);
+            for (int k = 0; k < SF_DOUT; ++k) e[7 + k] = (k == o) ? 1.0 : 0.0;
+            sf_backward(p, x, a, s, e, ebar, Jo);
         }
-        { /* M_1 from M_2 */
+        {   /* Phi = diag(pr) - pr pr': rows sqrt(c pr_o) J_o in Gp, sqrt(c) pr'J in Gm */
+            double pr[SF_DOUT];
+            double m = zL[0], sum = 0.0;
+            for (int o = 1; o < SF_DOUT; ++o) m = fmax(m, zL[o]);
+            for (int o = 0; o < SF_DOUT; ++o) sum += exp(zL[o] - m);
+            const double lse = m + log(sum);
+            for (int o = 0; o < SF_DOUT; ++o) pr[o] = exp(zL[o] - lse);
+            memset(gm, 0, sizeof(double) * SF_P);
+            for (int o = 0; o < SF_DOUT; ++o) {
+                double *Jo = gp + o * SF_P;
+                const double po = pr[o];
+                for (long k = 0; k < SF_P; ++k) gm[k] += po * Jo[k];
+            }
+            const double rc = sqrt(c);
+            for (long k = 0; k < SF_P; ++k) gm[k] *= rc;
+            for (int o = 0; o < SF_DOUT; ++o) {
+                double *Jo = gp + o * SF_P;
+                const double r = sqrt(c * pr[o]);
+                for (long k = 0; k < SF_P; ++k) Jo[k] *= r;
+            }
+            minus += 1;
+        }
+
+        /* ---- the rest, R ---- */
+        { /* M'_1 from M'_2 */
             const double *restrict W = p + 16;
-            const double *restrict Mu = work + 16;
             double *restrict U = work + 34;
             double *restrict M = work + 0;
             for (int i = 0; i < 3; ++i) {
                 double *restrict Ui = U + i * 4;
-                for (int r = 0; r < 4; ++r) Ui[r] = 0.0;
-                for (int k = 0; k < 3; ++k) {
-                    const double mik = Mu[i * 3 + k];
-                    const double *restrict Wk = W + k * 4;
-                    for (int r = 0; r < 4; ++r) Ui[r] += mik * Wk[r];
-                }
+                const double dq = q[4 + i] * abar[4 + i];
+                const double *restrict Wi = W + i * 4;
+                for (int r = 0; r < 4; ++r) Ui[r] = dq * Wi[r];
             }
             for (int j = 0; j < 4; ++j) {
                 double *restrict Mj = M + j * 4;
@@ -572,100 +588,40 @@ int sf_loss_grad_hess(const double *p, const double *X, const double *Y, const d
                 Mj[j] += q[0 + j] * abar[0 + j];
             }
         }
-        { /* C_{2,1}, T_{2,1} = W_2 C, A = M_2 T */
+        { /* C_{2,1} = diag(s_1), T = W_2 C, A = M'_2 T */
             const double *restrict W = p + 16;
-            double *restrict C = work + 46;
             double *restrict T = work + 62;
-            double *restrict A = work + 74;
-            for (int j = 0; j < 4; ++j)
-                for (int k = 0; k < 4; ++k) C[j * 4 + k] = (j == k) ? s[0 + j] : 0.0;
             for (int i = 0; i < 3; ++i) {
                 double *restrict Ti = T + i * 4;
-                for (int k = 0; k < 4; ++k) Ti[k] = 0.0;
-                for (int j = 0; j < 4; ++j) {
-                    const double wij = W[i * 4 + j];
-                    const double *restrict Cj = C + j * 4;
-                    for (int k = 0; k < 4; ++k) Ti[k] += wij * Cj[k];
-                }
+                const double *restrict Wi = W + i * 4;
+                for (int k = 0; k < 4; ++k) Ti[k] = Wi[k] * s[0 + k];
             }
-            const double *restrict Mm = work + 16;
+            double *restrict A = work + 74;
             for (int i = 0; i < 3; ++i) {
-                double *restrict Ai = A + i * 4;
-                for (int k = 0; k < 4; ++k) Ai[k] = 0.0;
-                for (int r = 0; r < 3; ++r) {
-                    const double mir = Mm[i * 3 + r];
-                    const double *restrict Tr = T + r * 4;
-                    for (int k = 0; k < 4; ++k) Ai[k] += mir * Tr[k];
-                }
+                const double dq = q[4 + i] * abar[4 + i];
+                for (int k = 0; k < 4; ++k) A[i * 4 + k] = dq * T[i * 4 + k];
             }
         }
-        { /* C_{3,1}, T_{3,1} = W_3 C, A = M_3 T */
+        { /* C_{3,1} = diag(s_2) T_{2,1} */
             const double *restrict W = p + 28;
             double *restrict C = work + 86;
-            double *restrict T = work + 98;
-            double *restrict A = work + 110;
             const double *restrict Tprev = work + 62;
             for (int j = 0; j < 3; ++j)
                 for (int k = 0; k < 4; ++k) C[j * 4 + k] = s[4 + j] * Tprev[j * 4 + k];
-            for (int i = 0; i < 3; ++i) {
-                double *restrict Ti = T + i * 4;
-                for (int k = 0; k < 4; ++k) Ti[k] = 0.0;
-                for (int j = 0; j < 3; ++j) {
-                    const double wij = W[i * 3 + j];
-                    const double *restrict Cj = C + j * 4;
-                    for (int k = 0; k < 4; ++k) Ti[k] += wij * Cj[k];
-                }
-            }
-            const double *restrict Mm = work + 25;
-            for (int i = 0; i < 3; ++i) {
-                double *restrict Ai = A + i * 4;
-                for (int k = 0; k < 4; ++k) Ai[k] = 0.0;
-                for (int r = 0; r < 3; ++r) {
-                    const double mir = Mm[i * 3 + r];
-                    const double *restrict Tr = T + r * 4;
-                    for (int k = 0; k < 4; ++k) Ai[k] += mir * Tr[k];
-                }
-            }
         }
-        { /* C_{3,2}, T_{3,2} = W_3 C, A = M_3 T */
-            const double *restrict W = p + 28;
-            double *restrict C = work + 122;
-            double *restrict T = work + 131;
-            double *restrict A = work + 140;
-            for (int j = 0; j < 3; ++j)
-                for (int k = 0; k < 3; ++k) C[j * 3 + k] = (j == k) ? s[4 + j] : 0.0;
-            for (int i = 0; i < 3; ++i) {
-                double *restrict Ti = T + i * 3;
-                for (int k = 0; k < 3; ++k) Ti[k] = 0.0;
-                for (int j = 0; j < 3; ++j) {
-                    const double wij = W[i * 3 + j];
-                    const double *restrict Cj = C + j * 3;
-                    for (int k = 0; k < 3; ++k) Ti[k] += wij * Cj[k];
-                }
-            }
-            const double *restrict Mm = work + 25;
-            for (int i = 0; i < 3; ++i) {
-                double *restrict Ai = A + i * 3;
-                for (int k = 0; k < 3; ++k) Ai[k] = 0.0;
-                for (int r = 0; r < 3; ++r) {
-                    const double mir = Mm[i * 3 + r];
-                    const double *restrict Tr = T + r * 3;
-                    for (int k = 0; k < 3; ++k) Ai[k] += mir * Tr[k];
-                }
-            }
-        }
-        { /* Hessian block: rows layer 1, columns layer 1 */
+        { /* R block: rows layer 1, columns layer 1 (K: full, C: none) */
             const double *restrict inm = x;
             const double *restrict inl = x;
-            const double *restrict K = work + 0;  /* M_m */
+            const double *restrict K = work + 0;
             double v[4];
             for (int i = 0; i < 4; ++i) {
                 for (int j = 0; j < 4; ++j) {
-                    const long row = j < 3 ? 0 + (long)i * 3 + j : 12 + i;
-                    const double aj = j < 3 ? inm[j] : 1.0;
+                    const int isw = j < 3;
+                    const long row = isw ? 0 + (long)i * 3 + j : 12 + i;
+                    double *restrict Hrow = H + row * SF_P;
+                    const double aj = isw ? inm[j] : 1.0;
                     const double *restrict Ki = K + i * 4;
                     for (int k = 0; k < 4; ++k) v[k] = Ki[k] * aj;
-                    double *restrict Hrow = H + row * SF_P;
                     for (int k = 0; k < 4; ++k) {
                         double *restrict h = Hrow + 0 + k * 3;
                         const double vk = v[k];
@@ -675,25 +631,21 @@ int sf_loss_grad_hess(const double *p, const double *X, const double *Y, const d
                 }
             }
         }
-        { /* Hessian block: rows layer 2, columns layer 1 */
+        { /* R block: rows layer 2, columns layer 1 (K: full, C: diag) */
             const double *restrict inm = a + 0;
             const double *restrict inl = x;
-            const double *restrict K = work + 74;  /* A_{m,l} */
-            const double *restrict C = work + 46;
+            const double *restrict K = work + 74;
             double v[4];
             for (int i = 0; i < 3; ++i) {
                 const double di = d[4 + i];
                 for (int j = 0; j < 4; ++j) {
-                    const long row = j < 4 ? 16 + (long)i * 4 + j : 28 + i;
-                    const double aj = j < 4 ? inm[j] : 1.0;
-                    const double *restrict Ki = K + i * 4;
-                    if (j < 4) {
-                        const double *restrict Cj = C + j * 4;
-                        for (int k = 0; k < 4; ++k) v[k] = Ki[k] * aj + di * Cj[k];
-                    } else {
-                        for (int k = 0; k < 4; ++k) v[k] = Ki[k];
-                    }
+                    const int isw = j < 4;
+                    const long row = isw ? 16 + (long)i * 4 + j : 28 + i;
                     double *restrict Hrow = H + row * SF_P;
+                    const double aj = isw ? inm[j] : 1.0;
+                    const double *restrict Ki = K + i * 4;
+                    for (int k = 0; k < 4; ++k) v[k] = Ki[k] * aj;
+                    if (isw) v[j] += di * s[0 + j];
                     for (int k = 0; k < 4; ++k) {
                         double *restrict h = Hrow + 0 + k * 3;
                         const double vk = v[k];
@@ -703,45 +655,40 @@ int sf_loss_grad_hess(const double *p, const double *X, const double *Y, const d
                 }
             }
         }
-        { /* Hessian block: rows layer 2, columns layer 2 */
+        { /* R block: rows layer 2, columns layer 2 (K: diag, C: none) */
             const double *restrict inm = a + 0;
             const double *restrict inl = a + 0;
-            const double *restrict K = work + 16;  /* M_m */
-            double v[3];
             for (int i = 0; i < 3; ++i) {
+                const double kii = q[4 + i] * abar[4 + i];
                 for (int j = 0; j < 4; ++j) {
-                    const long row = j < 4 ? 16 + (long)i * 4 + j : 28 + i;
-                    const double aj = j < 4 ? inm[j] : 1.0;
-                    const double *restrict Ki = K + i * 3;
-                    for (int k = 0; k < 3; ++k) v[k] = Ki[k] * aj;
+                    const int isw = j < 4;
+                    const long row = isw ? 16 + (long)i * 4 + j : 28 + i;
                     double *restrict Hrow = H + row * SF_P;
-                    for (int k = 0; k < 3; ++k) {
-                        double *restrict h = Hrow + 16 + k * 4;
-                        const double vk = v[k];
+                    {   /* only column neuron k = i */
+                        const double vk = kii * (isw ? inm[j] : 1.0);
+                        double *restrict h = Hrow + 16 + i * 4;
                         for (int r = 0; r < 4; ++r) h[r] += vk * inl[r];
                     }
                 }
             }
         }
-        { /* Hessian block: rows layer 3, columns layer 1 */
+        { /* R block: rows layer 3, columns layer 1 (K: none, C: full) */
             const double *restrict inm = a + 4;
             const double *restrict inl = x;
-            const double *restrict K = work + 110;  /* A_{m,l} */
             const double *restrict C = work + 86;
             double v[4];
             for (int i = 0; i < 3; ++i) {
                 const double di = d[7 + i];
                 for (int j = 0; j < 4; ++j) {
-                    const long row = j < 3 ? 28 + (long)i * 3 + j : 37 + i;
-                    const double aj = j < 3 ? inm[j] : 1.0;
-                    const double *restrict Ki = K + i * 4;
-                    if (j < 3) {
-                        const double *restrict Cj = C + j * 4;
-                        for (int k = 0; k < 4; ++k) v[k] = Ki[k] * aj + di * Cj[k];
-                    } else {
-                        for (int k = 0; k < 4; ++k) v[k] = Ki[k];
-                    }
+                    const int isw = j < 3;
+                    const long row = isw ? 28 + (long)i * 3 + j : 37 + i;
                     double *restrict Hrow = H + row * SF_P;
+                    const double aj = isw ? inm[j] : 1.0;
+                    for (int k = 0; k < 4; ++k) v[k] = 0.0;
+                    if (isw) {
+                        const double *restrict Cj = C + j * 4;
+                        for (int k = 0; k < 4; ++k) v[k] += di * Cj[k];
+                    }
                     for (int k = 0; k < 4; ++k) {
                         double *restrict h = Hrow + 0 + k * 3;
                         const double vk = v[k];
@@ -751,61 +698,35 @@ int sf_loss_grad_hess(const double *p, const double *X, const double *Y, const d
                 }
             }
         }
-        { /* Hessian block: rows layer 3, columns layer 2 */
+        { /* R block: rows layer 3, columns layer 2 (K: none, C: diag) */
             const double *restrict inm = a + 4;
             const double *restrict inl = a + 0;
-            const double *restrict K = work + 140;  /* A_{m,l} */
-            const double *restrict C = work + 122;
-            double v[3];
             for (int i = 0; i < 3; ++i) {
                 const double di = d[7 + i];
                 for (int j = 0; j < 4; ++j) {
-                    const long row = j < 3 ? 28 + (long)i * 3 + j : 37 + i;
-                    const double aj = j < 3 ? inm[j] : 1.0;
-                    const double *restrict Ki = K + i * 3;
-                    if (j < 3) {
-                        const double *restrict Cj = C + j * 3;
-                        for (int k = 0; k < 3; ++k) v[k] = Ki[k] * aj + di * Cj[k];
-                    } else {
-                        for (int k = 0; k < 3; ++k) v[k] = Ki[k];
-                    }
+                    const int isw = j < 3;
+                    const long row = isw ? 28 + (long)i * 3 + j : 37 + i;
                     double *restrict Hrow = H + row * SF_P;
-                    for (int k = 0; k < 3; ++k) {
-                        double *restrict h = Hrow + 16 + k * 4;
-                        const double vk = v[k];
+                    if (isw) {   /* only column neuron k = j */
+                        const double vk = di * s[4 + j];
+                        double *restrict h = Hrow + 16 + j * 4;
                         for (int r = 0; r < 4; ++r) h[r] += vk * inl[r];
-                    }
-                }
-            }
-        }
-        { /* Hessian block: rows layer 3, columns layer 3 */
-            const double *restrict inm = a + 4;
-            const double *restrict inl = a + 4;
-            const double *restrict K = work + 25;  /* M_m */
-            double v[3];
-            for (int i = 0; i < 3; ++i) {
-                for (int j = 0; j < 4; ++j) {
-                    const long row = j < 3 ? 28 + (long)i * 3 + j : 37 + i;
-                    const double aj = j < 3 ? inm[j] : 1.0;
-                    const double *restrict Ki = K + i * 3;
-                    for (int k = 0; k < 3; ++k) v[k] = Ki[k] * aj;
-                    double *restrict Hrow = H + row * SF_P;
-                    for (int k = 0; k < 3; ++k) {
-                        double *restrict h = Hrow + 28 + k * 3;
-                        const double vk = v[k];
-                        for (int r = 0; r < 3; ++r) h[r] += vk * inl[r];
-                        Hrow[37 + k] += vk;
                     }
                 }
             }
         }
     }
     free(work);
-    /* mirror the lower triangle into the upper one: H is exactly symmetric */
+    *loss += (total + block) * invN;
+    *nminus += minus;
+    return 0;
+}
+
+/* Copy the lower triangle of the P x P matrix H into its upper triangle. */
+void sf_mirror(double *H)
+{
     for (long r = 0; r < SF_P; ++r)
         for (long c = r + 1; c < SF_P; ++c) H[r * SF_P + c] = H[c * SF_P + r];
-    *loss = (total + block) * invN;
-    return 0;
 }
 
 /* Evaluate the activation of (layer, neuron) and its derivatives at n points

@@ -61,7 +61,7 @@
 #define SF_WORK 231
 #define SF_BLOCK 256
 
-int sf_api_version(void) { return 1; }
+int sf_api_version(void) { return 2; }
 long sf_nparams(void) { return SF_P; }
 const char *sf_spec_key(void) { return "mlp|2|10|softplus|b|1|identity|b"; }
 
@@ -334,166 +334,121 @@ double sf_loss_grad(const double *p, const double *X, const double *Y, const dou
     return (total + block) * invN;
 }
 
-/* Exact Hessian.  With M_l = d2loss/dz_l2 (recursion M_l = S W' M_{l+1} W S + diag(q*abar)),
- * T_{m,l} = dz_m/dz_l and C_{m,l} = diag(s_{m-1}) T_{m-1,l}, the block of layer-m
- * parameter (i, j) and layer-l parameter (p, r), l <= m, is
- *   l == m:  M_m[i,p] a~_{m-1,j} a~_{m-1,r}
- *   l <  m:  a~_{l-1,r} (A_{m,l}[i,p] a~_{m-1,j} + d_m[i] C_{m,l}[j,p]),  A = M_m T_{m,l},
- * where a~ is the layer input with a trailing 1 for the bias (the C-term vanishes for
- * the bias entry).  Blocks with l <= m are accumulated; the upper triangle is mirrored. */
-int sf_loss_grad_hess(const double *p, const double *X, const double *Y, const double *w, long N,
-                      double *loss, double *grad, double *H)
+/* Exact Hessian, in two parts:  H = sum_n J_n' (c_n Phi_n) J_n  +  R.
+ *
+ * J_n = dz_L/dtheta (SF_DOUT rows of length SF_P) carries the dense Gauss-Newton
+ * part; the kernel writes its rows, weighted so that the part equals Gp'Gp - Gm'Gm,
+ * and the caller accumulates those with a BLAS rank-k update (syrk).
+ *
+ * R is the rest.  With M'_l = sum over hidden layers k >= l of T_{k,l}' diag(q_k abar_k) T_{k,l}
+ * (recursion M'_{L} = 0, M'_l = S W' M'_{l+1} W S + diag(q abar)), T_{m,l} = dz_m/dz_l and
+ * C_{m,l} = diag(s_{m-1}) T_{m-1,l}, the block of layer-m parameter (i, j) and layer-l
+ * parameter (p, r), l <= m, is
+ *   l == m:  M'_m[i,p] a~_{m-1,j} a~_{m-1,r}
+ *   l <  m:  a~_{l-1,r} (A_{m,l}[i,p] a~_{m-1,j} + d_m[i] C_{m,l}[j,p]),  A = M'_m T_{m,l},
+ * where a~ is the layer input with a trailing 1 for the bias (no C-term for the bias
+ * entry).  M'_{L-1} and C_{l+1,l} are diagonal, which makes R sparse for one hidden
+ * layer.  Only blocks with l <= m are accumulated into R; sf_mirror fills the rest.
+ *
+ * Samples n0 <= n < n1 of N are processed; loss and grad are accumulated (the caller
+ * zeroes them), Gp/Gm rows are written for the chunk (row (n - n0) * SF_DOUT + o of Gp,
+ * row (n - n0) * SF_GM + o of Gm); *nminus counts the non-zero rows written to Gm. */
+#define SF_GM 1
+int sf_hess_chunk(const double *p, const double *X, const double *Y, const double *w, long N,
+                  long n0, long n1, double *loss, double *grad, double *H, double *Gp, double *Gm,
+                  long *nminus)
 {
     double z[SF_NTOT], a[SF_NTOT], s[SF_NTOT], q[SF_NTOT], d[SF_NTOT], abar[SF_NTOT];
+    double e[SF_NTOT], ebar[SF_NTOT], Phi[SF_DOUT * SF_DOUT];
     double *work = (double *)malloc(sizeof(double) * (SF_WORK > 0 ? SF_WORK : 1));
     if (!work) return 1;
     double total = 0.0, block = 0.0;
     const double invN = 1.0 / (double)N;
-    memset(grad, 0, sizeof(double) * SF_P);
-    memset(H, 0, sizeof(double) * SF_P * SF_P);
-    for (long n = 0; n < N; ++n) {
+    long minus = 0;
+    for (long n = n0; n < n1; ++n) {
         const double *x = X + n * SF_DIN;
         const double c = (w ? w[n] : 1.0) * invN;
         sf_forward_2(p, x, z, a, s, q);
+        const double *zL = z + 10;
         double *dL = d + 10;
-        double *ML = work + 100;
-        const double ell = sf_output(2, z + 10, Y + n * SF_YDIM, dL, ML);
+        const double ell = sf_output(2, zL, Y + n * SF_YDIM, dL, Phi);
         block += (w ? w[n] : 1.0) * ell;
-        if ((n + 1) % SF_BLOCK == 0) { total += block; block = 0.0; }
+        if ((n - n0 + 1) % SF_BLOCK == 0) { total += block; block = 0.0; }
         for (int o = 0; o < SF_DOUT; ++o) dL[o] *= c;
-        for (int o = 0; o < SF_DOUT * SF_DOUT; ++o) ML[o] *= c;
         sf_backward(p, x, a, s, d, abar, grad);
-        { /* M_1 from M_2 */
-            const double *restrict W = p + 30;
-            const double *restrict Mu = work + 100;
-            double *restrict U = work + 101;
-            double *restrict M = work + 0;
-            for (int i = 0; i < 1; ++i) {
-                double *restrict Ui = U + i * 10;
-                for (int r = 0; r < 10; ++r) Ui[r] = 0.0;
-                for (int k = 0; k < 1; ++k) {
-                    const double mik = Mu[i * 1 + k];
-                    const double *restrict Wk = W + k * 10;
-                    for (int r = 0; r < 10; ++r) Ui[r] += mik * Wk[r];
-                }
-            }
-            for (int j = 0; j < 10; ++j) {
-                double *restrict Mj = M + j * 10;
-                for (int r = 0; r < 10; ++r) Mj[r] = 0.0;
-                for (int i = 0; i < 1; ++i) {
-                    const double wij = W[i * 10 + j];
-                    const double *restrict Ui = U + i * 10;
-                    for (int r = 0; r < 10; ++r) Mj[r] += wij * Ui[r];
-                }
-                const double sj = s[0 + j];
-                for (int r = 0; r < 10; ++r) Mj[r] *= sj * s[0 + r];
-                Mj[j] += q[0 + j] * abar[0 + j];
+
+        /* Gauss-Newton rows: J_o by back-propagating the unit vector e_o */
+        double *gp = Gp + (n - n0) * SF_DOUT * SF_P;
+        double *gm = Gm + (n - n0) * SF_GM * SF_P;
+        for (int o = 0; o < SF_DOUT; ++o) {
+            double *Jo = gp + o * SF_P;
+            memset(Jo, 0, sizeof(double) * SF_P);
+            for (int k = 0; k < SF_DOUT; ++k) e[10 + k] = (k == o) ? 1.0 : 0.0;
+            sf_backward(p, x, a, s, e, ebar, Jo);
+        }
+        for (int o = 0; o < SF_DOUT; ++o) {   /* Phi is diagonal: split rows by sign */
+            double *Jo = gp + o * SF_P;
+            double *Mo = gm + o * SF_P;
+            const double wt = c * Phi[o * SF_DOUT + o];
+            const double r = sqrt(fabs(wt));
+            if (wt >= 0.0) {
+                for (long k = 0; k < SF_P; ++k) Jo[k] *= r;
+                memset(Mo, 0, sizeof(double) * SF_P);
+            } else {
+                for (long k = 0; k < SF_P; ++k) { Mo[k] = r * Jo[k]; Jo[k] = 0.0; }
+                minus += 1;
             }
         }
-        { /* C_{2,1}, T_{2,1} = W_2 C, A = M_2 T */
-            const double *restrict W = p + 30;
-            double *restrict C = work + 111;
-            double *restrict T = work + 211;
-            double *restrict A = work + 221;
-            for (int j = 0; j < 10; ++j)
-                for (int k = 0; k < 10; ++k) C[j * 10 + k] = (j == k) ? s[0 + j] : 0.0;
-            for (int i = 0; i < 1; ++i) {
-                double *restrict Ti = T + i * 10;
-                for (int k = 0; k < 10; ++k) Ti[k] = 0.0;
-                for (int j = 0; j < 10; ++j) {
-                    const double wij = W[i * 10 + j];
-                    const double *restrict Cj = C + j * 10;
-                    for (int k = 0; k < 10; ++k) Ti[k] += wij * Cj[k];
-                }
-            }
-            const double *restrict Mm = work + 100;
-            for (int i = 0; i < 1; ++i) {
-                double *restrict Ai = A + i * 10;
-                for (int k = 0; k < 10; ++k) Ai[k] = 0.0;
-                for (int r = 0; r < 1; ++r) {
-                    const double mir = Mm[i * 1 + r];
-                    const double *restrict Tr = T + r * 10;
-                    for (int k = 0; k < 10; ++k) Ai[k] += mir * Tr[k];
-                }
-            }
-        }
-        { /* Hessian block: rows layer 1, columns layer 1 */
+
+        /* ---- the rest, R ---- */
+        { /* R block: rows layer 1, columns layer 1 (K: diag, C: none) */
             const double *restrict inm = x;
             const double *restrict inl = x;
-            const double *restrict K = work + 0;  /* M_m */
-            double v[10];
             for (int i = 0; i < 10; ++i) {
+                const double kii = q[0 + i] * abar[0 + i];
                 for (int j = 0; j < 3; ++j) {
-                    const long row = j < 2 ? 0 + (long)i * 2 + j : 20 + i;
-                    const double aj = j < 2 ? inm[j] : 1.0;
-                    const double *restrict Ki = K + i * 10;
-                    for (int k = 0; k < 10; ++k) v[k] = Ki[k] * aj;
+                    const int isw = j < 2;
+                    const long row = isw ? 0 + (long)i * 2 + j : 20 + i;
                     double *restrict Hrow = H + row * SF_P;
-                    for (int k = 0; k < 10; ++k) {
-                        double *restrict h = Hrow + 0 + k * 2;
-                        const double vk = v[k];
+                    {   /* only column neuron k = i */
+                        const double vk = kii * (isw ? inm[j] : 1.0);
+                        double *restrict h = Hrow + 0 + i * 2;
                         for (int r = 0; r < 2; ++r) h[r] += vk * inl[r];
-                        Hrow[20 + k] += vk;
+                        Hrow[20 + i] += vk;
                     }
                 }
             }
         }
-        { /* Hessian block: rows layer 2, columns layer 1 */
+        { /* R block: rows layer 2, columns layer 1 (K: none, C: diag) */
             const double *restrict inm = a + 0;
             const double *restrict inl = x;
-            const double *restrict K = work + 221;  /* A_{m,l} */
-            const double *restrict C = work + 111;
-            double v[10];
             for (int i = 0; i < 1; ++i) {
                 const double di = d[10 + i];
                 for (int j = 0; j < 11; ++j) {
-                    const long row = j < 10 ? 30 + (long)i * 10 + j : 40 + i;
-                    const double aj = j < 10 ? inm[j] : 1.0;
-                    const double *restrict Ki = K + i * 10;
-                    if (j < 10) {
-                        const double *restrict Cj = C + j * 10;
-                        for (int k = 0; k < 10; ++k) v[k] = Ki[k] * aj + di * Cj[k];
-                    } else {
-                        for (int k = 0; k < 10; ++k) v[k] = Ki[k];
-                    }
+                    const int isw = j < 10;
+                    const long row = isw ? 30 + (long)i * 10 + j : 40 + i;
                     double *restrict Hrow = H + row * SF_P;
-                    for (int k = 0; k < 10; ++k) {
-                        double *restrict h = Hrow + 0 + k * 2;
-                        const double vk = v[k];
+                    if (isw) {   /* only column neuron k = j */
+                        const double vk = di * s[0 + j];
+                        double *restrict h = Hrow + 0 + j * 2;
                         for (int r = 0; r < 2; ++r) h[r] += vk * inl[r];
-                        Hrow[20 + k] += vk;
-                    }
-                }
-            }
-        }
-        { /* Hessian block: rows layer 2, columns layer 2 */
-            const double *restrict inm = a + 0;
-            const double *restrict inl = a + 0;
-            const double *restrict K = work + 100;  /* M_m */
-            double v[1];
-            for (int i = 0; i < 1; ++i) {
-                for (int j = 0; j < 11; ++j) {
-                    const long row = j < 10 ? 30 + (long)i * 10 + j : 40 + i;
-                    const double aj = j < 10 ? inm[j] : 1.0;
-                    const double *restrict Ki = K + i * 1;
-                    for (int k = 0; k < 1; ++k) v[k] = Ki[k] * aj;
-                    double *restrict Hrow = H + row * SF_P;
-                    for (int k = 0; k < 1; ++k) {
-                        double *restrict h = Hrow + 30 + k * 10;
-                        const double vk = v[k];
-                        for (int r = 0; r < 10; ++r) h[r] += vk * inl[r];
-                        Hrow[40 + k] += vk;
+                        Hrow[20 + j] += vk;
                     }
                 }
             }
         }
     }
     free(work);
-    /* mirror the lower triangle into the upper one: H is exactly symmetric */
+    *loss += (total + block) * invN;
+    *nminus += minus;
+    return 0;
+}
+
+/* Copy the lower triangle of the P x P matrix H into its upper triangle. */
+void sf_mirror(double *H)
+{
     for (long r = 0; r < SF_P; ++r)
         for (long c = r + 1; c < SF_P; ++c) H[r * SF_P + c] = H[c * SF_P + r];
-    *loss = (total + block) * invN;
-    return 0;
 }
 
 /* Evaluate the activation of (layer, neuron) and its derivatives at n points

@@ -23,7 +23,7 @@ from .spec import MLP
 __all__ = ["API_VERSION", "emit_source", "cdef", "template_text", "templates_digest", "print_c"]
 
 #: Version of the C interface declared in ``templates/cdef.h.j2``.
-API_VERSION = 1
+API_VERSION = 2
 
 _TEMPLATES = ("kernels.c.j2", "cdef.h.j2", "generated_module.py.j2")
 
@@ -273,6 +273,7 @@ def _context(spec: MLP) -> dict:
             nm, nl, nmid = widths[m], widths[lo], widths[m - 1]
             entry = {"m": m, "l": lo, "nm": nm, "nl": nl, "nmid": nmid,
                      "woff": offsets[m - 1], "szoff": zoff[m - 2], "mmoff": moff[m - 1],
+                     "mzoff": zoff[m - 1],
                      "coff": work, "toff": work + nmid * nl, "aoff": work + nmid * nl + nm * nl,
                      "tprev": pair_of[(m - 1, lo)]["toff"] if m - 1 > lo else 0}
             work += nmid * nl + 2 * nm * nl
@@ -288,8 +289,11 @@ def _context(spec: MLP) -> dict:
                 "nminm": lm["nin"], "moff_w": lm["off"], "mboff": lm["boff"],
                 "minoff": lm["inoff"], "linoff": ll["inoff"], "dzoff": lm["zoff"],
                 "nlinl": ll["nin"], "loff_w": ll["off"], "lbias": ll["bias"], "lboff": ll["boff"],
+                "kterm": "none" if m == L else ("diag" if m == lo == L - 1 else "full"),
+                "cross": "none" if m == lo else ("diag" if m == lo + 1 else "full"),
                 "koff": lm["moff"] if m == lo else pair_of[(m, lo)]["aoff"],
                 "coff": pair_of[(m, lo)]["coff"] if m != lo else 0,
+                "czoff": zoff[m - 2] if m >= 2 else 0,
             })
 
     key_c = spec.key.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

@@ -20,6 +20,16 @@ from .spec import MLP
 
 __all__ = ["Net"]
 
+# Memory for one chunk of weighted Jacobian rows in the Hessian (bounded, so huge N is fine).
+_CHUNK_BYTES = 64 * 2**20
+
+
+def _syrk(alpha: float, a: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """c += alpha * a @ a.T on the upper triangle (BLAS dsyrk, in place when possible)."""
+    from scipy.linalg.blas import dsyrk
+
+    return dsyrk(alpha, a, beta=1.0, c=c, trans=0, lower=0, overwrite_c=1)
+
 
 def _float_matrix(name: str, value, columns: int, hint: str) -> np.ndarray:
     arr = np.asarray(value)
@@ -285,18 +295,40 @@ class Net:
         return self.loss_and_gradient(p)[1]
 
     def loss_gradient_hessian(self, p) -> tuple[float, np.ndarray, np.ndarray]:
-        """``(loss, gradient, Hessian)`` at ``p`` in one pass over the data."""
+        """``(loss, gradient, Hessian)`` at ``p``.
+
+        The compiled kernel returns, per chunk of samples, the sparse second-order
+        part of the Hessian and the weighted Jacobian rows of the Gauss-Newton part,
+        which are accumulated with a BLAS rank-k update (``dsyrk``).
+        """
         p, pp = self._p(p)
-        P = p.shape[0]
-        grad = np.empty(P)
-        hess = np.empty((P, P))
-        loss = self._ffi.new("double *")
-        cast = self._ffi.cast
-        status = self._lib.sf_loss_grad_hess(pp, self._pX, self._pY, self._pw, self.nsamples,
-                                             loss, cast("double *", grad.ctypes.data),
-                                             cast("double *", hess.ctypes.data))
-        if status != 0:
-            raise MemoryError(f"the Hessian kernel could not allocate its workspace (P = {P})")
+        P, N = p.shape[0], self.nsamples
+        spec = self.spec
+        gm_rows = 1 if spec.softmax else spec.dout
+        chunk = max(1, min(N, _CHUNK_BYTES // (8 * P * (spec.dout + gm_rows))))
+        cast, ffi = self._ffi.cast, self._ffi
+        grad = np.zeros(P)
+        rest = np.zeros((P, P))
+        gn = np.zeros((P, P), order="F")
+        Gp = np.empty((chunk * spec.dout, P))
+        Gm = np.empty((chunk * gm_rows, P))
+        loss, nminus = ffi.new("double *"), ffi.new("long *")
+        pgrad, prest = cast("double *", grad.ctypes.data), cast("double *", rest.ctypes.data)
+        pGp, pGm = cast("double *", Gp.ctypes.data), cast("double *", Gm.ctypes.data)
+        for n0 in range(0, N, chunk):
+            n1 = min(N, n0 + chunk)
+            nminus[0] = 0
+            status = self._lib.sf_hess_chunk(pp, self._pX, self._pY, self._pw, N, n0, n1, loss,
+                                             pgrad, prest, pGp, pGm, nminus)
+            if status != 0:
+                raise MemoryError(f"the Hessian kernel could not allocate its workspace (P={P})")
+            # Gp.T is Fortran-ordered (P, rows): dsyrk adds Gp'Gp to the upper triangle.
+            gn = _syrk(1.0, Gp[: (n1 - n0) * spec.dout].T, gn)
+            if nminus[0]:
+                gn = _syrk(-1.0, Gm[: (n1 - n0) * gm_rows].T, gn)
+        self._lib.sf_mirror(prest)
+        upper = np.triu(gn)
+        hess = rest + upper + np.triu(upper, 1).T
         value = loss[0]
         if self._regularised:
             rl, rg, rh = self._reg(p, 2)
