@@ -227,9 +227,9 @@ static inline double sf_act4_1(double x, double *d1)
 static inline double sf_act4_2(double x, double *d1, double *d2)
 {
     const double t0 = sf_sigmoid(x);
-    const double t1 = sf_sigmoid(-x);
-    *d1 = t0*t1;
-    *d2 = -t0*t0*t1 + t0*t1*t1;
+    const double t1 = t0*sf_sigmoid(-x);
+    *d1 = t1;
+    *d2 = -t1*tanh((1.0/2.0)*x);
     return t0;
 }
 

@@ -125,7 +125,9 @@ def safe_rewrite(expr):
     Applied to activations and to each derivative SymPy derives from them:
     ``log(1+exp(u))`` -> ``Softplus(u)``, ``1/(1+exp(-u))`` -> ``Sigmoid(u)``,
     ``exp(u) - 1`` -> ``expm1(u)``, ``log(1+u)`` -> ``log1p(u)`` and
-    ``c - c*tanh(u)**2`` -> ``c*sech(u)**2`` (no cancellation for large |u|).
+    ``c - c*tanh(u)**2`` -> ``c*sech(u)**2`` and
+    ``R*Sigmoid(u) - R*Sigmoid(-u)`` -> ``R*tanh(u/2)`` (exact near u = 0, where the
+    difference of sigmoids cancels) (no cancellation for large |u|).
     """
     from sympy.codegen.cfunctions import expm1, log1p
 
@@ -164,4 +166,26 @@ def safe_rewrite(expr):
         return sp.Add(*rest) - k * sp.sech(arg) ** 2
 
     expr = expr.replace(lambda e: bool(tanh2_terms(e)), to_sech2)
+    expr = expr.replace(lambda e: isinstance(e, sp.Add), _combine_sigmoid_differences)
     return expr
+
+
+def _combine_sigmoid_differences(add):
+    """Within a sum, replace ``R*S(u) - R*S(-u)`` (S the logistic) by ``R*tanh(u/2)``."""
+    terms = list(sp.Add.make_args(add))
+    changed = True
+    while changed:
+        changed = False
+        for i, t in enumerate(terms):
+            for s in sorted(t.atoms(Sigmoid), key=sp.default_sort_key):
+                rest = t / s
+                partner = -rest * Sigmoid(-s.args[0])
+                if partner in terms[:i] + terms[i + 1:]:
+                    j = next(k for k, v in enumerate(terms) if k != i and v == partner)
+                    combined = rest * sp.tanh(s.args[0] / 2)
+                    terms = [v for k, v in enumerate(terms) if k not in (i, j)] + [combined]
+                    changed = True
+                    break
+            if changed:
+                break
+    return sp.Add(*terms)
