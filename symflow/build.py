@@ -54,7 +54,7 @@ INSTALL_HINT = (
     "conda `conda install c-compiler`; or point the CC environment variable at a compiler"
 )
 
-_DEFAULT_FLAGS = ("-O3", "-fPIC", "-fno-math-errno")
+_DEFAULT_FLAGS = ("-O3", "-fPIC", "-fno-math-errno", "-fno-trapping-math")
 _lock = threading.Lock()
 _loaded: dict[str, object] = {}  # module name -> loaded extension, per process
 

@@ -99,6 +99,12 @@ def _printer_class():
                 return prod if exp > 0 else f"1.0/({prod})"
             return super()._print_Pow(expr)
 
+        def _print_exp(self, expr):
+            return f"sf_exp({self._print(expr.args[0])})"
+
+        def _print_log1p(self, expr):
+            return f"sf_log1p({self._print(expr.args[0])})"
+
         def _print_Sigmoid(self, expr):
             return f"sf_sigmoid({self._print(expr.args[0])})"
 
