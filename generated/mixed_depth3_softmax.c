@@ -68,7 +68,7 @@
 #define SF_WORK 149
 #define SF_BLOCK 256
 
-int sf_api_version(void) { return 2; }
+int sf_api_version(void) { return 3; }
 long sf_nparams(void) { return SF_P; }
 const char *sf_spec_key(void) { return "mlp|3|4|(tanh,expr:x * tanh(x),gelu,relu)|b|3|sigmoid|nob|3|softmax|b"; }
 
@@ -534,6 +534,8 @@ static inline void sf_backward(const double *restrict p, const double *restrict 
 /* ---- public kernels ---------------------------------------------------------------- *
  * X: (N, SF_DIN) row-major; Y: (N, SF_YDIM) (class labels as doubles for softmax);
  * w: sample weights or NULL (= all ones).  Loss = (1/N) sum_n w_n loss_n.
+ * Kernels process the samples n0 <= n < n1 of N (so callers can split the data across
+ * threads), return that part of the loss and add that part of the gradient to grad.
  * Sums over samples are accumulated in blocks of SF_BLOCK for accuracy.
  * Functions returning int give 0 on success and 1 when memory allocation failed. */
 
@@ -553,35 +555,35 @@ SF_CLONES void sf_predict(const double *p, const double *X, long N, double *out)
     }
 }
 
-SF_CLONES double sf_loss(const double *p, const double *X, const double *Y, const double *w, long N)
+SF_CLONES double sf_loss(const double *p, const double *X, const double *Y, const double *w, long N,
+                         long n0, long n1)
 {
     double z[SF_NTOT], a[SF_NTOT];
     double total = 0.0, block = 0.0;
     const double invN = 1.0 / (double)N;
-    for (long n = 0; n < N; ++n) {
+    for (long n = n0; n < n1; ++n) {
         sf_forward_0(p, X + n * SF_DIN, z, a);
         const double ell = sf_output(0, z + 7, Y + n * SF_YDIM, NULL, NULL);
         block += (w ? w[n] : 1.0) * ell;
-        if ((n + 1) % SF_BLOCK == 0) { total += block; block = 0.0; }
+        if ((n - n0 + 1) % SF_BLOCK == 0) { total += block; block = 0.0; }
     }
     return (total + block) * invN;
 }
 
-SF_CLONES double sf_loss_grad(const double *p, const double *X, const double *Y, const double *w, long N,
-                    double *grad)
+SF_CLONES double sf_loss_grad(const double *p, const double *X, const double *Y, const double *w,
+                              long N, long n0, long n1, double *grad)
 {
     double z[SF_NTOT], a[SF_NTOT], s[SF_NTOT], d[SF_NTOT], abar[SF_NTOT];
     double total = 0.0, block = 0.0;
     const double invN = 1.0 / (double)N;
-    memset(grad, 0, sizeof(double) * SF_P);
-    for (long n = 0; n < N; ++n) {
+    for (long n = n0; n < n1; ++n) {
         const double *x = X + n * SF_DIN;
         const double c = (w ? w[n] : 1.0) * invN;
         sf_forward_1(p, x, z, a, s);
         double *dL = d + 7;
         const double ell = sf_output(1, z + 7, Y + n * SF_YDIM, dL, NULL);
         block += (w ? w[n] : 1.0) * ell;
-        if ((n + 1) % SF_BLOCK == 0) { total += block; block = 0.0; }
+        if ((n - n0 + 1) % SF_BLOCK == 0) { total += block; block = 0.0; }
         for (int o = 0; o < SF_DOUT; ++o) dL[o] *= c;
         sf_backward(p, x, a, s, d, abar, grad);
     }

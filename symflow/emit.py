@@ -23,7 +23,7 @@ from .spec import MLP
 __all__ = ["API_VERSION", "emit_source", "cdef", "template_text", "templates_digest", "print_c"]
 
 #: Version of the C interface declared in ``templates/cdef.h.j2``.
-API_VERSION = 2
+API_VERSION = 3
 
 _TEMPLATES = ("kernels.c.j2", "cdef.h.j2", "generated_module.py.j2")
 

@@ -12,6 +12,10 @@ pointers.  A Net pickles as its spec and data, never as the compiled handle.
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from . import build
@@ -22,6 +26,51 @@ __all__ = ["Net"]
 
 # Memory for one chunk of weighted Jacobian rows in the Hessian (bounded, so huge N is fine).
 _CHUNK_BYTES = 64 * 2**20
+
+
+# Below this many samples per thread, splitting the data costs more than it saves.
+_MIN_SAMPLES_PER_THREAD = 2048
+# Per-thread copies of the Hessian remainder are only made up to this many parameters.
+_MAX_THREADED_HESSIAN_P = 3000
+
+_pool_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+
+
+def default_threads() -> int:
+    """Threads used over samples: ``$SYMFLOW_NUM_THREADS`` or the CPUs this process may use."""
+    env = os.environ.get("SYMFLOW_NUM_THREADS")
+    if env:
+        try:
+            value = int(env)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise ParameterError(f"SYMFLOW_NUM_THREADS must be a positive integer, got {env!r}")
+        return value
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _executor(threads: int) -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool._max_workers < threads:
+            _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="symflow")
+        return _pool
+
+
+def _ranges(n0: int, n1: int, threads: int) -> list[tuple[int, int]]:
+    """Split samples [n0, n1) into at most ``threads`` contiguous, nearly equal ranges."""
+    parts = max(1, min(threads, (n1 - n0) // _MIN_SAMPLES_PER_THREAD))
+    edges = np.linspace(n0, n1, parts + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def _run(tasks):
+    """Run zero-argument callables (C kernels release the GIL) and return their results."""
+    if len(tasks) == 1:
+        return [tasks[0]()]
+    return list(_executor(len(tasks)).map(lambda task: task(), tasks))
 
 
 def _syrk(alpha: float, a: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -64,6 +113,8 @@ class Net:
     R(p) = (|p|^2/(2P) - c)^3/3 where |p|^2/(2P) > c.  ``merge=(layer, i, j, lam)``
     adds lam/2 |theta_i - theta_j|^2 over the incoming weights and bias of neurons
     i and j (0-based) of ``layer`` (1-based, as in the parameter names ``W1_0_1``).
+    ``threads`` splits large data sets over threads (default ``$SYMFLOW_NUM_THREADS``
+    or all available CPUs; the result depends on the split only through round-off).
 
     >>> import numpy as np
     >>> arch = MLP(2, [(4, "tanh", True), (1, "identity", True)])
@@ -74,7 +125,8 @@ class Net:
     ((17,), (17, 17))
     """
 
-    def __init__(self, arch: MLP, X, Y, weights=None, maxnorm=None, merge=None):
+    def __init__(self, arch: MLP, X, Y, weights=None, maxnorm=None, merge=None, *,
+                 threads: int | None = None):
         if not isinstance(arch, MLP):
             raise SpecError(
                 f"Net needs an MLP architecture as first argument, got {type(arch).__name__}; "
@@ -88,6 +140,10 @@ class Net:
         self.weights = self._weights(weights, n)
         self.maxnorm = self._maxnorm(maxnorm)
         self.merge = self._merge(merge)
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                    or threads < 1):
+            raise ParameterError(f"threads must be a positive integer or None, got {threads!r}")
+        self.threads = threads
         self._attach()
 
     # -- validation -----------------------------------------------------------------
@@ -193,11 +249,11 @@ class Net:
         merge = None if self.merge is None else self.merge[:4]
         labels = self.Y[:, 0].astype(np.int64) if self.spec.softmax else self.Y
         return {"spec": self.spec, "X": self.X, "Y": labels, "weights": self.weights,
-                "maxnorm": self.maxnorm, "merge": merge}
+                "maxnorm": self.maxnorm, "merge": merge, "threads": self.threads}
 
     def __setstate__(self, state):
         self.__init__(state["spec"], state["X"], state["Y"], state["weights"],
-                      state["maxnorm"], state["merge"])
+                      state["maxnorm"], state["merge"], threads=state["threads"])
 
     def __repr__(self) -> str:
         extra = ""
@@ -224,6 +280,7 @@ class Net:
             raise DataError("subset indices must be a non-empty 1-D integer array")
         new = object.__new__(Net)
         new.spec, new.maxnorm, new.merge = self.spec, self.maxnorm, self.merge
+        new.threads = self.threads
         new.X = np.ascontiguousarray(self.X[idx])
         new.Y = np.ascontiguousarray(self.Y[idx])
         new.weights = None if self.weights is None else np.ascontiguousarray(self.weights[idx])
@@ -270,10 +327,16 @@ class Net:
         return self.maxnorm is not None or self.merge is not None
 
     # -- public numerics ---------------------------------------------------------------
+    def _split(self, n0: int, n1: int) -> list[tuple[int, int]]:
+        return _ranges(n0, n1, self.threads or default_threads())
+
     def loss(self, p) -> float:
         """Loss at ``p``."""
         p, pp = self._p(p)
-        value = self._lib.sf_loss(pp, self._pX, self._pY, self._pw, self.nsamples)
+        lib, N = self._lib, self.nsamples
+        parts = _run([lambda r=r: lib.sf_loss(pp, self._pX, self._pY, self._pw, N, *r)
+                      for r in self._split(0, N)])
+        value = sum(parts)
         if self._regularised:
             value += self._reg(p, 0)[0]
         return float(value)
@@ -281,9 +344,13 @@ class Net:
     def loss_and_gradient(self, p) -> tuple[float, np.ndarray]:
         """``(loss, gradient)`` at ``p`` in one pass over the data."""
         p, pp = self._p(p)
-        grad = np.empty(p.shape[0])
-        value = self._lib.sf_loss_grad(pp, self._pX, self._pY, self._pw, self.nsamples,
-                                       self._ffi.cast("double *", grad.ctypes.data))
+        lib, N, cast = self._lib, self.nsamples, self._ffi.cast
+        ranges = self._split(0, N)
+        grads = np.zeros((len(ranges), p.shape[0]))
+        parts = _run([lambda r=r, g=g: lib.sf_loss_grad(pp, self._pX, self._pY, self._pw, N, *r,
+                                                         cast("double *", g.ctypes.data))
+                      for r, g in zip(ranges, grads)])
+        value, grad = sum(parts), grads.sum(axis=0)
         if self._regularised:
             rl, rg, _ = self._reg(p, 1)
             value += rl
@@ -306,30 +373,40 @@ class Net:
         spec = self.spec
         gm_rows = 1 if spec.softmax else spec.dout
         chunk = max(1, min(N, _CHUNK_BYTES // (8 * P * (spec.dout + gm_rows))))
-        cast, ffi = self._ffi.cast, self._ffi
-        grad = np.zeros(P)
-        rest = np.zeros((P, P))
+        ffi, cast, lib = self._ffi, self._ffi.cast, self._lib
+        threads = 1 if P > _MAX_THREADED_HESSIAN_P else (self.threads or default_threads())
+        nparts = max(len(_ranges(n0, min(N, n0 + chunk), threads)) for n0 in range(0, N, chunk))
+        grads = np.zeros((nparts, P))
+        rests = np.zeros((nparts, P, P))
+        losses = ffi.new("double[]", nparts)
+        nminus = ffi.new("long[]", nparts)
         gn = np.zeros((P, P), order="F")
         Gp = np.empty((chunk * spec.dout, P))
         Gm = np.empty((chunk * gm_rows, P))
-        loss, nminus = ffi.new("double *"), ffi.new("long *")
-        pgrad, prest = cast("double *", grad.ctypes.data), cast("double *", rest.ctypes.data)
-        pGp, pGm = cast("double *", Gp.ctypes.data), cast("double *", Gm.ctypes.data)
-        for n0 in range(0, N, chunk):
-            n1 = min(N, n0 + chunk)
-            nminus[0] = 0
-            status = self._lib.sf_hess_chunk(pp, self._pX, self._pY, self._pw, N, n0, n1, loss,
-                                             pgrad, prest, pGp, pGm, nminus)
+
+        def task(t, n0, a, b):
+            status = lib.sf_hess_chunk(
+                pp, self._pX, self._pY, self._pw, N, a, b, losses + t,
+                cast("double *", grads[t].ctypes.data), cast("double *", rests[t].ctypes.data),
+                cast("double *", Gp[(a - n0) * spec.dout:].ctypes.data),
+                cast("double *", Gm[(a - n0) * gm_rows:].ctypes.data), nminus + t)
             if status != 0:
                 raise MemoryError(f"the Hessian kernel could not allocate its workspace (P={P})")
+
+        for n0 in range(0, N, chunk):
+            n1 = min(N, n0 + chunk)
+            ranges = _ranges(n0, n1, threads)
+            before = sum(nminus[t] for t in range(nparts))
+            _run([lambda t=t, r=r: task(t, n0, *r) for t, r in enumerate(ranges)])
             # Gp.T is Fortran-ordered (P, rows): dsyrk adds Gp'Gp to the upper triangle.
             gn = _syrk(1.0, Gp[: (n1 - n0) * spec.dout].T, gn)
-            if nminus[0]:
+            if sum(nminus[t] for t in range(nparts)) > before:
                 gn = _syrk(-1.0, Gm[: (n1 - n0) * gm_rows].T, gn)
-        self._lib.sf_mirror(prest)
+        rest = rests.sum(axis=0) if nparts > 1 else rests[0]
+        lib.sf_mirror(cast("double *", rest.ctypes.data))
         upper = np.triu(gn)
         hess = rest + upper + np.triu(upper, 1).T
-        value = loss[0]
+        value, grad = sum(losses[t] for t in range(nparts)), grads.sum(axis=0)
         if self._regularised:
             rl, rg, rh = self._reg(p, 2)
             value, grad, hess = value + rl, grad + rg, hess + rh
