@@ -27,15 +27,28 @@ from .spec import MLP
 
 __all__ = [
     "__version__", "MLP", "Net", "formulas", "format_formulas",
+    "train", "train_many", "Result", "load_result", "trajectory_distance",
     "SymflowError", "SpecError", "ActivationError", "DataError", "ParameterError",
     "EmitError", "CompilationError", "CompilerNotFoundError",
 ]
 
 
-def __getattr__(name):
-    # Formulas need SymPy; import them on first use so `import symflow` stays light.
-    if name in ("formulas", "format_formulas"):
-        from .symbolic import formulas as module
+# Imported on first use so that `import symflow` stays light: formulas need SymPy, the
+# training loop needs scipy.integrate/optimize (together ~1 s of imports).
+_LAZY = {
+    "formulas": "symbolic.formulas", "format_formulas": "symbolic.formulas",
+    "train": "dynamics", "train_many": "parallel", "Result": "result",
+    "load_result": "result", "trajectory_distance": "result",
+}
 
-        return getattr(module, name)
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'symflow' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))

@@ -232,8 +232,14 @@ class Result:
 
     @property
     def kind(self) -> str:
-        """Critical-point type from the Hessian spectrum, or ``"unknown"``."""
-        return self.summary["kind"] if self.summary else "unknown"
+        """Critical-point type from the Hessian spectrum.
+
+        ``"not critical"`` when the run did not converge (the spectrum's signs
+        are then in ``summary["kind"]``), ``"unknown"`` without a spectrum.
+        """
+        if not self.summary:
+            return "unknown"
+        return self.summary["kind"] if self.converged else "not critical"
 
     def __repr__(self) -> str:
         stops = ", ".join(f"{k}: {v.stop_reason}" for k, v in self.phases.items())
@@ -319,7 +325,8 @@ def load_result(path: str | os.PathLike[str]) -> Result:
         ) from exc
     with archive:
         if "__meta__" not in archive.files:
-            raise ResultFileError(f"{path!r} has no symflow metadata; it was not written by Result.save()")
+            raise ResultFileError(
+                f"{path!r} has no symflow metadata; it was not written by Result.save()")
         meta = _decode(json.loads(str(archive["__meta__"][()])))
         if meta.pop("format", None) != _FORMAT_NAME:
             raise ResultFileError(f"{path!r} is not a symflow result file")
