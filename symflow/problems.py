@@ -80,6 +80,15 @@ def _syrk(alpha: float, a: np.ndarray, c: np.ndarray) -> np.ndarray:
     return dsyrk(alpha, a, beta=1.0, c=c, trans=0, lower=0, overwrite_c=1)
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_))
+
+
 def _float_matrix(name: str, value, columns: int, hint: str) -> np.ndarray:
     arr = np.asarray(value)
     if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
@@ -197,8 +206,11 @@ class Net:
     def _maxnorm(maxnorm):
         if maxnorm is None:
             return None
-        if isinstance(maxnorm, bool) or not np.isscalar(maxnorm) or not np.isfinite(maxnorm):
-            raise ParameterError(f"maxnorm must be a finite number or None, got {maxnorm!r}")
+        if not _is_real(maxnorm) or not np.isfinite(maxnorm) or maxnorm < 0:
+            raise ParameterError(
+                f"maxnorm must be a finite number >= 0 (the allowed mean squared parameter / 2) "
+                f"or None, got {maxnorm!r}"
+            )
         return float(maxnorm)
 
     def _merge(self, merge):
@@ -208,22 +220,25 @@ class Net:
             raise ParameterError(f"merge must be (layer, i, j, lam), got {merge!r}")
         layer, i, j, lam = merge
         depth = self.spec.depth
-        if not isinstance(layer, (int, np.integer)) or not 1 <= layer < depth:
+        if not _is_int(layer) or not 1 <= layer < depth:
             raise ParameterError(
                 f"merge layer must be a hidden layer number in 1..{depth - 1} (1-based), "
                 f"got {layer!r}"
             )
         width = self.spec.layers[layer - 1].width
         for v in (i, j):
-            if not isinstance(v, (int, np.integer)) or not 0 <= v < width:
+            if not _is_int(v) or not 0 <= v < width:
                 raise ParameterError(
                     f"merge neurons must be indices in 0..{width - 1} of layer {layer}, "
                     f"got {v!r}"
                 )
         if i == j:
             raise ParameterError("merge needs two different neurons i != j")
-        if isinstance(lam, bool) or not np.isscalar(lam) or not np.isfinite(lam):
-            raise ParameterError(f"merge strength lam must be a finite number, got {lam!r}")
+        if not _is_real(lam) or not np.isfinite(lam) or lam < 0:
+            raise ParameterError(
+                f"merge strength lam must be a finite number >= 0 (a negative penalty makes the "
+                f"loss unbounded below), got {lam!r}"
+            )
         nin = self.spec.widths[layer - 1]
         off = self.spec.offsets[layer - 1]
         width_l = self.spec.layers[layer - 1].width
@@ -278,6 +293,12 @@ class Net:
         idx = np.asarray(indices)
         if idx.dtype.kind not in "iu" or idx.ndim != 1 or idx.size == 0:
             raise DataError("subset indices must be a non-empty 1-D integer array")
+        bad = (idx < 0) | (idx >= self.nsamples)
+        if bad.any():
+            raise DataError(
+                f"subset index {idx[bad][0]} is out of range for {self.nsamples} samples; "
+                f"indices must be in 0..{self.nsamples - 1}"
+            )
         new = object.__new__(Net)
         new.spec, new.maxnorm, new.merge = self.spec, self.maxnorm, self.merge
         new.threads = self.threads

@@ -57,7 +57,9 @@ def _activation(value: Any, where: str) -> Activation:
         if name == "softmax":
             return name
         if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-            near = difflib.get_close_matches(name, [*NAMED, "softmax"], n=3, cutoff=0.5)
+            known = [*NAMED, "softmax"]
+            near = [n for n in known if n == name.lower()] or difflib.get_close_matches(
+                name.lower(), known, n=3, cutoff=0.5)
             hint = f" Did you mean {' or '.join(map(repr, near))}?" if near else ""
             raise ActivationError(
                 f"unknown activation {name!r} in {where}.{hint} Known names: "
@@ -214,6 +216,9 @@ class MLP:
     def __setattr__(self, name, value):
         raise AttributeError("MLP specs are immutable; build a new MLP instead")
 
+    def __delattr__(self, name):
+        raise AttributeError("MLP specs are immutable; build a new MLP instead")
+
     def __reduce__(self):
         return (MLP, (self._din, [(ly.width, ly.activation, ly.bias) for ly in self._layers]))
 
@@ -296,7 +301,12 @@ class MLP:
             raise ParameterError(
                 f"parameters must be a real float64 vector, got dtype {arr.dtype}"
             )
-        if arr.ndim != 1 or arr.shape[0] != self.nparams:
+        if arr.ndim != 1:
+            raise ParameterError(
+                f"parameters must be one flat 1-D vector of length {self.nparams}, got an array "
+                f"of shape {arr.shape}; flatten it with p.ravel() or arch.flatten([(W, b), ...])"
+            )
+        if arr.shape[0] != self.nparams:
             raise ParameterError(
                 f"parameter vector has shape {arr.shape}, but {self!r} has {self.nparams} "
                 f"parameters; build one with arch.random_params() or arch.flatten(...)"
@@ -386,6 +396,11 @@ class MLP:
 
         Per-neuron activations are separated by ``;``: ``"3 | 3 relu;tanh;relu | 1"``.
         """
+        if not isinstance(text, str):
+            raise SpecError(
+                f"from_string needs an architecture string such as '2 | 10 softplus | 1 "
+                f"identity', got {type(text).__name__}"
+            )
         parts = [t.strip() for t in text.split("|")]
         if len(parts) < 2:
             raise SpecError(

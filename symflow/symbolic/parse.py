@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import math
 
 from ..errors import ActivationError
 
@@ -47,12 +48,13 @@ def _check(node: ast.AST, text: str) -> None:
     elif isinstance(node, ast.BinOp):
         if not isinstance(node.op, _BINOPS):
             raise _fail(text, f"operator {type(node.op).__name__} is not supported")
-        if isinstance(node.op, ast.Pow):
-            exponent = node.right
-            if isinstance(exponent, ast.UnaryOp) and isinstance(exponent.operand, ast.Constant):
-                exponent = exponent.operand
-            if isinstance(exponent, ast.Constant) and abs(exponent.value) > _MAX_INT_EXPONENT:
-                raise _fail(text, f"exponents are limited to |n| <= {_MAX_INT_EXPONENT}")
+        if isinstance(node.op, ast.Pow) and not _mentions_x(node.right):
+            # A constant exponent must be a plain number (so that SymPy never evaluates
+            # something like 2**10**10 exactly), and a small one.
+            value = _literal_value(node.right)
+            if value is None or abs(value) > _MAX_INT_EXPONENT:
+                raise _fail(text, f"constant exponents are limited to number literals with "
+                                  f"|n| <= {_MAX_INT_EXPONENT} (got {ast.unparse(node.right)})")
         _check(node.left, text)
         _check(node.right, text)
     elif isinstance(node, ast.UnaryOp):
@@ -62,6 +64,8 @@ def _check(node: ast.AST, text: str) -> None:
     elif isinstance(node, ast.Constant):
         if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
             raise _fail(text, f"literal {node.value!r} is not a real number")
+        if not math.isfinite(float(node.value)) or abs(node.value) > 1e300:
+            raise _fail(text, f"number literal {node.value!r} is not a finite double")
     elif isinstance(node, ast.Name):
         if node.id != VARIABLE and node.id not in CONSTANTS:
             hint = difflib.get_close_matches(node.id, [VARIABLE, *CONSTANTS, *FUNCTIONS], n=3)
@@ -83,6 +87,25 @@ def _check(node: ast.AST, text: str) -> None:
         raise _fail(text, f"syntax element {type(node).__name__} is not supported")
 
 
+def _mentions_x(node: ast.AST) -> bool:
+    return any(isinstance(n, ast.Name) and n.id == VARIABLE for n in ast.walk(node))
+
+
+def _literal_value(node: ast.AST) -> float | None:
+    """Value of a number literal, optionally signed or a ratio of literals (``1/3``)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) \
+            and not isinstance(node.value, bool):
+        return float(node.value)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        inner = _literal_value(node.operand)
+        return None if inner is None else (-inner if isinstance(node.op, ast.USub) else inner)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+        num, den = _literal_value(node.left), _literal_value(node.right)
+        if num is not None and den:
+            return num / den
+    return None
+
+
 def _parse(text: str) -> ast.Expression:
     if not isinstance(text, str):
         raise ActivationError(f"activation expression must be a string, got {type(text).__name__}")
@@ -90,13 +113,11 @@ def _parse(text: str) -> ast.Expression:
         raise _fail(text[:40] + "...", f"longer than {_MAX_LENGTH} characters")
     try:
         tree = ast.parse(text.strip(), mode="eval")
+        _check(tree, text)
+        ast.unparse(tree)  # the canonical form must be printable too
     except SyntaxError as exc:
         raise _fail(text, f"syntax error ({exc.msg})") from None
-    except RecursionError:
-        raise _fail(text, "nested too deeply") from None
-    try:
-        _check(tree, text)
-    except RecursionError:
+    except (RecursionError, MemoryError):
         raise _fail(text, "nested too deeply") from None
     return tree
 
@@ -108,9 +129,12 @@ def canonical_text(text: str) -> str:
     'x * tanh(x)'
     """
     tree = _parse(text)
-    if not any(isinstance(n, ast.Name) and n.id == VARIABLE for n in ast.walk(tree)):
+    if not _mentions_x(tree):
         raise _fail(text, "it does not depend on the variable 'x'")
-    return ast.unparse(tree)
+    try:
+        return ast.unparse(tree)
+    except RecursionError:
+        raise _fail(text, "nested too deeply") from None
 
 
 def to_sympy(text: str, x):
@@ -160,4 +184,7 @@ def to_sympy(text: str, x):
             return funcs[node.func.id](*[build(a) for a in node.args])
         raise AssertionError("unreachable: the tree was checked")  # pragma: no cover
 
-    return build(_parse(text))
+    try:
+        return build(_parse(text))
+    except RecursionError:
+        raise _fail(text, "nested too deeply") from None
