@@ -73,11 +73,13 @@ def _run(tasks):
     return list(_executor(len(tasks)).map(lambda task: task(), tasks))
 
 
-def _syrk(alpha: float, a: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """c += alpha * a @ a.T on the upper triangle (BLAS dsyrk, in place when possible)."""
+def _syrk(alpha: float, a: np.ndarray, c: np.ndarray) -> None:
+    """c += alpha * a @ a.T on the upper triangle, in place (BLAS dsyrk; c Fortran-ordered)."""
     from scipy.linalg.blas import dsyrk
 
-    return dsyrk(alpha, a, beta=1.0, c=c, trans=0, lower=0, overwrite_c=1)
+    out = dsyrk(alpha, a, beta=1.0, c=c, trans=0, lower=0, overwrite_c=1)
+    if not np.shares_memory(out, c):  # pragma: no cover - f2py copies only on layout mismatch
+        c[...] = out
 
 
 def _is_int(value) -> bool:
@@ -398,10 +400,11 @@ class Net:
         threads = 1 if P > _MAX_THREADED_HESSIAN_P else (self.threads or default_threads())
         nparts = max(len(_ranges(n0, min(N, n0 + chunk), threads)) for n0 in range(0, N, chunk))
         grads = np.zeros((nparts, P))
+        # Lower triangles (C order) of per-thread remainders; part 0 also collects the
+        # Gauss-Newton rank-k updates, so one buffer becomes the Hessian.
         rests = np.zeros((nparts, P, P))
         losses = ffi.new("double[]", nparts)
         nminus = ffi.new("long[]", nparts)
-        gn = np.zeros((P, P), order="F")
         Gp = np.empty((chunk * spec.dout, P))
         Gm = np.empty((chunk * gm_rows, P))
 
@@ -419,14 +422,13 @@ class Net:
             ranges = _ranges(n0, n1, threads)
             before = sum(nminus[t] for t in range(nparts))
             _run([lambda t=t, r=r: task(t, n0, *r) for t, r in enumerate(ranges)])
-            # Gp.T is Fortran-ordered (P, rows): dsyrk adds Gp'Gp to the upper triangle.
-            gn = _syrk(1.0, Gp[: (n1 - n0) * spec.dout].T, gn)
+            # rests[0].T is the Fortran view of the C-ordered buffer: dsyrk's upper triangle
+            # there is the lower triangle here, updated in place with Gp'Gp (and -Gm'Gm).
+            _syrk(1.0, Gp[: (n1 - n0) * spec.dout].T, rests[0].T)
             if sum(nminus[t] for t in range(nparts)) > before:
-                gn = _syrk(-1.0, Gm[: (n1 - n0) * gm_rows].T, gn)
-        rest = rests.sum(axis=0) if nparts > 1 else rests[0]
-        lib.sf_mirror(cast("double *", rest.ctypes.data))
-        upper = np.triu(gn)
-        hess = rest + upper + np.triu(upper, 1).T
+                _syrk(-1.0, Gm[: (n1 - n0) * gm_rows].T, rests[0].T)
+        hess = rests.sum(axis=0) if nparts > 1 else rests[0]
+        lib.sf_mirror(cast("double *", hess.ctypes.data))
         value, grad = sum(losses[t] for t in range(nparts)), grads.sum(axis=0)
         if self._regularised:
             rl, rg, rh = self._reg(p, 2)
