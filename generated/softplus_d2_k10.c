@@ -14,9 +14,9 @@
 #include <string.h>
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define SF_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define SF_CLONES __attribute__((target_clones("arch=x86-64-v3", "default"), flatten))
 #else
-#define SF_CLONES
+#define SF_CLONES __attribute__((flatten))
 #endif
 
 #ifndef M_E
@@ -545,11 +545,16 @@ SF_CLONES int sf_hess_chunk(const double *p, const double *X, const double *Y, c
     return 0;
 }
 
-/* Copy the lower triangle of the P x P matrix H into its upper triangle. */
+/* Copy the lower triangle of the P x P matrix H into its upper triangle (in tiles of
+ * 32 x 32 so that the transposed reads stay in cache). */
 void sf_mirror(double *H)
 {
-    for (long r = 0; r < SF_P; ++r)
-        for (long c = r + 1; c < SF_P; ++c) H[r * SF_P + c] = H[c * SF_P + r];
+    const long B = 32;
+    for (long r0 = 0; r0 < SF_P; r0 += B)
+        for (long c0 = r0; c0 < SF_P; c0 += B)
+            for (long r = r0; r < r0 + B && r < SF_P; ++r)
+                for (long c = (c0 > r + 1 ? c0 : r + 1); c < c0 + B && c < SF_P; ++c)
+                    H[r * SF_P + c] = H[c * SF_P + r];
 }
 
 /* Evaluate the activation of (layer, neuron) and its derivatives at n points

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 
 import numpy as np
 
@@ -48,6 +49,11 @@ def default_threads() -> int:
         if value < 1:
             raise ParameterError(f"SYMFLOW_NUM_THREADS must be a positive integer, got {env!r}")
         return value
+    return _cpus()
+
+
+@lru_cache(maxsize=1)
+def _cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
@@ -62,8 +68,8 @@ def _executor(threads: int) -> ThreadPoolExecutor:
 def _ranges(n0: int, n1: int, threads: int) -> list[tuple[int, int]]:
     """Split samples [n0, n1) into at most ``threads`` contiguous, nearly equal ranges."""
     parts = max(1, min(threads, (n1 - n0) // _MIN_SAMPLES_PER_THREAD))
-    edges = np.linspace(n0, n1, parts + 1).round().astype(int)
-    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+    return [(n0 + (n1 - n0) * i // parts, n0 + (n1 - n0) * (i + 1) // parts)
+            for i in range(parts)]
 
 
 def _run(tasks):
@@ -258,9 +264,9 @@ class Net:
         module = build.load(self.spec)
         self._ffi, self._lib = module.ffi, module.lib
         ffi = self._ffi
-        self._pX = ffi.cast("double *", self.X.ctypes.data)
-        self._pY = ffi.cast("double *", self.Y.ctypes.data)
-        self._pw = ffi.NULL if self.weights is None else ffi.cast("double *", self.weights.ctypes.data)
+        self._pX = self._buf(self.X)
+        self._pY = self._buf(self.Y)
+        self._pw = ffi.NULL if self.weights is None else self._buf(self.weights)
 
     def __getstate__(self):
         merge = None if self.merge is None else self.merge[:4]
@@ -310,9 +316,13 @@ class Net:
         new._attach()
         return new
 
+    def _buf(self, array: np.ndarray):
+        """cffi pointer to a C-contiguous float64 array (keeps the array alive)."""
+        return self._ffi.from_buffer("double[]", array)
+
     def _p(self, p):
         p = self.spec.check_params(p)
-        return p, self._ffi.cast("double *", p.ctypes.data)
+        return p, self._buf(p)
 
     # -- regularisers (O(P), in NumPy) -------------------------------------------------
     def _reg(self, p, order: int):
@@ -367,13 +377,13 @@ class Net:
     def loss_and_gradient(self, p) -> tuple[float, np.ndarray]:
         """``(loss, gradient)`` at ``p`` in one pass over the data."""
         p, pp = self._p(p)
-        lib, N, cast = self._lib, self.nsamples, self._ffi.cast
+        lib, N = self._lib, self.nsamples
         ranges = self._split(0, N)
         grads = np.zeros((len(ranges), p.shape[0]))
         parts = _run([lambda r=r, g=g: lib.sf_loss_grad(pp, self._pX, self._pY, self._pw, N, *r,
-                                                         cast("double *", g.ctypes.data))
+                                                         self._buf(g))
                       for r, g in zip(ranges, grads)])
-        value, grad = sum(parts), grads.sum(axis=0)
+        value, grad = sum(parts), grads[0] if len(ranges) == 1 else grads.sum(axis=0)
         if self._regularised:
             rl, rg, _ = self._reg(p, 1)
             value += rl
@@ -396,7 +406,7 @@ class Net:
         spec = self.spec
         gm_rows = 1 if spec.softmax else spec.dout
         chunk = max(1, min(N, _CHUNK_BYTES // (8 * P * (spec.dout + gm_rows))))
-        ffi, cast, lib = self._ffi, self._ffi.cast, self._lib
+        ffi, lib = self._ffi, self._lib
         threads = 1 if P > _MAX_THREADED_HESSIAN_P else (self.threads or default_threads())
         nparts = max(len(_ranges(n0, min(N, n0 + chunk), threads)) for n0 in range(0, N, chunk))
         grads = np.zeros((nparts, P))
@@ -411,9 +421,9 @@ class Net:
         def task(t, n0, a, b):
             status = lib.sf_hess_chunk(
                 pp, self._pX, self._pY, self._pw, N, a, b, losses + t,
-                cast("double *", grads[t].ctypes.data), cast("double *", rests[t].ctypes.data),
-                cast("double *", Gp[(a - n0) * spec.dout:].ctypes.data),
-                cast("double *", Gm[(a - n0) * gm_rows:].ctypes.data), nminus + t)
+                self._buf(grads[t]), self._buf(rests[t]),
+                self._buf(Gp[(a - n0) * spec.dout:]),
+                self._buf(Gm[(a - n0) * gm_rows:]), nminus + t)
             if status != 0:
                 raise MemoryError(f"the Hessian kernel could not allocate its workspace (P={P})")
 
@@ -428,7 +438,7 @@ class Net:
             if sum(nminus[t] for t in range(nparts)) > before:
                 _syrk(-1.0, Gm[: (n1 - n0) * gm_rows].T, rests[0].T)
         hess = rests.sum(axis=0) if nparts > 1 else rests[0]
-        lib.sf_mirror(cast("double *", hess.ctypes.data))
+        lib.sf_mirror(self._buf(hess))
         value, grad = sum(losses[t] for t in range(nparts)), grads.sum(axis=0)
         if self._regularised:
             rl, rg, rh = self._reg(p, 2)
@@ -450,20 +460,19 @@ class Net:
             X, pX = self.X, self._pX
         else:
             X = _float_matrix("X", X, self.spec.din, "one sample per row")
-            pX = self._ffi.cast("double *", X.ctypes.data)
+            pX = self._buf(X)
         out = np.empty((X.shape[0], self.spec.dout))
-        self._lib.sf_predict(pp, pX, X.shape[0], self._ffi.cast("double *", out.ctypes.data))
+        self._lib.sf_predict(pp, pX, X.shape[0], self._buf(out))
         return out
 
     def activation(self, layer: int, neuron: int, x) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Compiled activation of ``(layer, neuron)`` and its two derivatives at points ``x``."""
         x = np.ascontiguousarray(x, dtype=np.float64).ravel()
         f, d1, d2 = np.empty_like(x), np.empty_like(x), np.empty_like(x)
-        cast = self._ffi.cast
-        status = self._lib.sf_activation(layer, neuron, cast("double *", x.ctypes.data), x.size,
-                                         cast("double *", f.ctypes.data),
-                                         cast("double *", d1.ctypes.data),
-                                         cast("double *", d2.ctypes.data))
+        status = self._lib.sf_activation(layer, neuron, self._buf(x), x.size,
+                                         self._buf(f),
+                                         self._buf(d1),
+                                         self._buf(d2))
         if status != 0:
             raise SpecError(f"layer {layer}, neuron {neuron} has no scalar activation")
         return f, d1, d2

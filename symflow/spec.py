@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Union
@@ -132,7 +133,7 @@ class MLP:
     ((10, 2), (10,))
     """
 
-    __slots__ = ("_din", "_layers", "_key")
+    __slots__ = ("_din", "_layers", "_key", "_offsets")
 
     def __init__(self, din: int, layers):
         din = _positive_int(din, "din (the input dimension)")
@@ -150,6 +151,11 @@ class MLP:
         object.__setattr__(self, "_layers", tuple(built))
         key = f"mlp|{din}|" + "|".join(layer.key for layer in built)
         object.__setattr__(self, "_key", key)
+        offsets = [0]
+        for li, ly in enumerate(built, start=1):
+            nin = din if li == 1 else built[li - 2].width
+            offsets.append(offsets[-1] + ly.width * (nin + int(ly.bias)))
+        object.__setattr__(self, "_offsets", tuple(offsets))
 
     @staticmethod
     def _layer(entry, index: int, depth: int) -> Layer:
@@ -274,14 +280,11 @@ class MLP:
     @property
     def offsets(self) -> tuple[int, ...]:
         """Offset of each layer's ``W`` in the flat vector, plus the total at the end."""
-        out = [0]
-        for i in range(1, self.depth + 1):
-            out.append(out[-1] + self.layer_nparams(i))
-        return tuple(out)
+        return self._offsets
 
     @property
     def nparams(self) -> int:
-        return self.offsets[-1]
+        return self._offsets[-1]
 
     def parameter_names(self) -> list[str]:
         """Names in flat order: ``W1_0_1`` (layer 1, row 0, column 1), ``b1_0``, ..."""
@@ -296,6 +299,9 @@ class MLP:
     # -- parameters ----------------------------------------------------------------
     def check_params(self, p) -> np.ndarray:
         """Return ``p`` as a float64 vector of length :attr:`nparams` or raise ParameterError."""
+        if (type(p) is np.ndarray and p.dtype == np.float64 and p.shape == (self.nparams,)
+                and p.flags.c_contiguous and math.isfinite(p @ p)):
+            return p  # the common case, checked in about a microsecond
         arr = np.asarray(p)
         if arr.dtype.kind not in "fiu" or arr.dtype.kind == "f" and arr.dtype.itemsize > 8:
             raise ParameterError(
