@@ -97,6 +97,14 @@ def _is_real(value) -> bool:
         value, (bool, np.bool_))
 
 
+def _owned(arr: np.ndarray) -> np.ndarray:
+    """A private, read-only, C-contiguous float64 copy: later changes to the caller's
+    array cannot change a Net's results behind its back."""
+    out = np.array(arr, dtype=np.float64, order="C", copy=True)
+    out.flags.writeable = False
+    return out
+
+
 def _float_matrix(name: str, value, columns: int, hint: str) -> np.ndarray:
     arr = np.asarray(value)
     if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
@@ -109,7 +117,7 @@ def _float_matrix(name: str, value, columns: int, hint: str) -> np.ndarray:
         )
     if arr.shape[0] == 0:
         raise DataError(f"{name} is empty: at least one sample is needed")
-    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    arr = _owned(arr)
     bad = ~np.isfinite(arr)
     if bad.any():
         row, col = map(int, np.argwhere(bad)[0])
@@ -185,7 +193,7 @@ class Net:
                     f"label {labels[first]} at sample {first} is out of range: the softmax "
                     f"layer has {arch.dout} classes, labels must be in 0..{arch.dout - 1}"
                 )
-            return np.ascontiguousarray(labels, dtype=np.float64).reshape(n, 1)
+            return _owned(labels.reshape(n, 1))
         arr = np.asarray(Y)
         if arr.ndim == 1 and arch.dout == 1:
             arr = arr.reshape(-1, 1)
@@ -205,7 +213,7 @@ class Net:
             raise DataError(f"sample weights must be real numbers, got dtype {w.dtype}")
         if w.shape != (n,):
             raise DataError(f"sample weights must have shape ({n},), got {w.shape}")
-        w = np.ascontiguousarray(w, dtype=np.float64)
+        w = _owned(w)
         if not np.isfinite(w).all() or (w < 0).any():
             raise DataError("sample weights must be finite and non-negative")
         return w
@@ -310,9 +318,8 @@ class Net:
         new = object.__new__(Net)
         new.spec, new.maxnorm, new.merge = self.spec, self.maxnorm, self.merge
         new.threads = self.threads
-        new.X = np.ascontiguousarray(self.X[idx])
-        new.Y = np.ascontiguousarray(self.Y[idx])
-        new.weights = None if self.weights is None else np.ascontiguousarray(self.weights[idx])
+        new.X, new.Y = _owned(self.X[idx]), _owned(self.Y[idx])
+        new.weights = None if self.weights is None else _owned(self.weights[idx])
         new._attach()
         return new
 

@@ -552,3 +552,16 @@ def test_wide_layers_use_the_blocked_dot_product_correctly():
     fd = np.array([(ref(p + h * e) - ref(p - h * e)) / (2 * h) for e in np.eye(arch.nparams)[idx]])
     # truncation O(h^2) ~ 1e-12, round-off ~ eps * L / h ~ 1e-10: 1e-8 of max|g| is safe
     assert np.max(np.abs(g[idx] - fd)) <= 1e-8 * np.max(np.abs(g))
+
+
+def test_net_owns_copies_of_its_data():
+    """Changing the caller's arrays after construction must not change the Net's loss."""
+    arch = symflow.MLP(1, [(2, "tanh", True), (1, "identity", True)])
+    rng = np.random.default_rng(0)
+    X, Y, w = rng.normal(size=(6, 1)), rng.normal(size=6), rng.uniform(size=6)
+    net = symflow.Net(arch, X, Y, weights=w)
+    p = arch.random_params(seed=0)
+    before = net.loss(p)
+    X[:], Y[:], w[:] = 0.0, 0.0, 0.0
+    assert net.loss(p) == before
+    assert not net.X.flags.writeable
