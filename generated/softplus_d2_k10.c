@@ -453,7 +453,9 @@ SF_CLONES double sf_loss_grad(const double *p, const double *X, const double *Y,
  *
  * Samples n0 <= n < n1 of N are processed; loss and grad are accumulated (the caller
  * zeroes them), Gp/Gm rows are written for the chunk (row (n - n0) * SF_DOUT + o of Gp,
- * row (n - n0) * SF_GM + o of Gm); *nminus counts the non-zero rows written to Gm. */
+ * row (n - n0) * SF_GM + o of Gm); *nminus counts the non-zero rows written to Gm.
+ * With Gp == NULL (small problems, where a BLAS call costs more than it saves) the
+ * Gauss-Newton part is added to the lower triangle of H here instead. */
 #define SF_GM 1
 SF_CLONES int sf_hess_chunk(const double *p, const double *X, const double *Y, const double *w, long N,
                   long n0, long n1, double *loss, double *grad, double *H, double *Gp, double *Gm,
@@ -463,6 +465,11 @@ SF_CLONES int sf_hess_chunk(const double *p, const double *X, const double *Y, c
     double e[SF_NTOT], ebar[SF_NTOT], Phi[SF_DOUT * SF_DOUT];
     double *work = (double *)malloc(sizeof(double) * (SF_WORK > 0 ? SF_WORK : 1));
     if (!work) return 1;
+    double *rows = NULL;
+    if (!Gp) {
+        rows = (double *)malloc(sizeof(double) * (SF_DOUT + SF_GM) * SF_P);
+        if (!rows) { free(work); return 1; }
+    }
     double total = 0.0, block = 0.0;
     const double invN = 1.0 / (double)N;
     long minus = 0;
@@ -479,8 +486,8 @@ SF_CLONES int sf_hess_chunk(const double *p, const double *X, const double *Y, c
         sf_backward(p, x, a, s, d, abar, grad);
 
         /* Gauss-Newton rows: J_o by back-propagating the unit vector e_o */
-        double *gp = Gp + (n - n0) * SF_DOUT * SF_P;
-        double *gm = Gm + (n - n0) * SF_GM * SF_P;
+        double *gp = Gp ? Gp + (n - n0) * SF_DOUT * SF_P : rows;
+        double *gm = Gp ? Gm + (n - n0) * SF_GM * SF_P : rows + SF_DOUT * SF_P;
         for (int o = 0; o < SF_DOUT; ++o) {
             double *Jo = gp + o * SF_P;
             memset(Jo, 0, sizeof(double) * SF_P);
@@ -498,6 +505,18 @@ SF_CLONES int sf_hess_chunk(const double *p, const double *X, const double *Y, c
             } else {
                 for (long k = 0; k < SF_P; ++k) { Mo[k] = r * Jo[k]; Jo[k] = 0.0; }
                 minus += 1;
+            }
+        }
+        if (!Gp) {   /* small problem: H += Gp'Gp - Gm'Gm on the lower triangle, here */
+            for (int o = 0; o < SF_DOUT + SF_GM; ++o) {
+                const double *J = rows + o * SF_P;
+                const double sign = o < SF_DOUT ? 1.0 : -1.0;
+                for (long r = 0; r < SF_P; ++r) {
+                    const double v = sign * J[r];
+                    if (v == 0.0) continue;
+                    double *restrict Hrow = H + r * SF_P;
+                    for (long c = 0; c <= r; ++c) Hrow[c] += v * J[c];
+                }
             }
         }
 
@@ -540,6 +559,7 @@ SF_CLONES int sf_hess_chunk(const double *p, const double *X, const double *Y, c
         }
     }
     free(work);
+    free(rows);
     *loss += (total + block) * invN;
     *nminus += minus;
     return 0;

@@ -31,6 +31,8 @@ _CHUNK_BYTES = 64 * 2**20
 
 # Below this many samples per thread, splitting the data costs more than it saves.
 _MIN_SAMPLES_PER_THREAD = 2048
+# Below this N * P^2, the Gauss-Newton part is summed in C rather than by BLAS dsyrk.
+_SMALL_HESSIAN_WORK = 500_000
 # Per-thread copies of the Hessian remainder are only made up to this many parameters.
 _MAX_THREADED_HESSIAN_P = 3000
 
@@ -414,6 +416,21 @@ class Net:
         gm_rows = 1 if spec.softmax else spec.dout
         chunk = max(1, min(N, _CHUNK_BYTES // (8 * P * (spec.dout + gm_rows))))
         ffi, lib = self._ffi, self._lib
+        if N * P * P <= _SMALL_HESSIAN_WORK:
+            # one call does everything (no BLAS, no chunks, no threads)
+            grad, hess = np.zeros(P), np.zeros((P, P))
+            loss, nminus = ffi.new("double *"), ffi.new("long *")
+            status = lib.sf_hess_chunk(pp, self._pX, self._pY, self._pw, N, 0, N, loss,
+                                       self._buf(grad), self._buf(hess), ffi.NULL, ffi.NULL,
+                                       nminus)
+            if status != 0:
+                raise MemoryError(f"the Hessian kernel could not allocate its workspace (P={P})")
+            lib.sf_mirror(self._buf(hess))
+            value = loss[0]
+            if self._regularised:
+                rl, rg, rh = self._reg(p, 2)
+                value, grad, hess = value + rl, grad + rg, hess + rh
+            return float(value), grad, hess
         threads = 1 if P > _MAX_THREADED_HESSIAN_P else (self.threads or default_threads())
         nparts = max(len(_ranges(n0, min(N, n0 + chunk), threads)) for n0 in range(0, N, chunk))
         grads = np.zeros((nparts, P))

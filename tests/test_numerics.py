@@ -565,3 +565,30 @@ def test_net_owns_copies_of_its_data():
     X[:], Y[:], w[:] = 0.0, 0.0, 0.0
     assert net.loss(p) == before
     assert not net.X.flags.writeable
+
+
+@pytest.mark.parametrize("layers, softmax", [
+    ([(4, "tanh", True), (3, "softmax", True)], True),
+    ([(4, "g", False), (3, "silu", True), (2, "sigmoid", True)], False),  # Phi can be < 0
+])
+def test_small_and_blas_hessian_paths_agree(layers, softmax, monkeypatch):
+    """Small problems sum the Gauss-Newton part in C, larger ones with BLAS dsyrk in
+    chunks; both must give the same Hessian up to round-off (and exactly symmetric)."""
+    import symflow.problems as problems
+
+    arch = symflow.MLP(3, layers)
+    rng = np.random.default_rng(5)
+    n = 57
+    X = rng.normal(size=(n, 3))
+    Y = rng.integers(0, 3, n) if softmax else rng.uniform(size=(n, 2))
+    net = symflow.Net(arch, X, Y, weights=rng.uniform(size=n))
+    p = arch.random_params(seed=2) + 0.5 * rng.normal(size=arch.nparams)
+    monkeypatch.setattr(problems, "_SMALL_HESSIAN_WORK", 10**15)
+    small = net.loss_gradient_hessian(p)
+    monkeypatch.setattr(problems, "_SMALL_HESSIAN_WORK", 0)
+    monkeypatch.setattr(problems, "_CHUNK_BYTES", 8 * arch.nparams * 4 * 10)  # several chunks
+    blas = net.loss_gradient_hessian(p)
+    assert blas[0] == pytest.approx(small[0], rel=1e-14)
+    assert np.max(np.abs(blas[1] - small[1])) <= 1e-14 * np.max(np.abs(small[1]))
+    assert np.max(np.abs(blas[2] - small[2])) <= 1e-13 * np.max(np.abs(small[2]))
+    assert np.array_equal(blas[2], blas[2].T) and np.array_equal(small[2], small[2].T)
