@@ -65,7 +65,7 @@ def formulas(obj, network: bool | None = None, max_params: int = 50) -> dict:
 
     >>> f = formulas("softplus")
     >>> list(f)
-    ["softplus(x)", "softplus'(x)", "softplus''(x)"]
+    ['softplus(x)', "softplus'(x)", "softplus''(x)"]
     >>> f["softplus'(x)"]
     Sigmoid(x)
     """
