@@ -208,8 +208,13 @@ def _runs(acts, index_of) -> list[_Run]:
     return runs
 
 
+def _comment(text: str) -> str:
+    """Text that is safe inside a C block comment (and on one line)."""
+    return text.replace("*/", "* /").replace("/*", "/ *").replace("\n", " ")
+
+
 def _activation_name(act) -> str:
-    return act if isinstance(act, str) else f"expression {act!r}"
+    return _comment(act if isinstance(act, str) else f"expression {act!r}")
 
 
 def _context(spec: MLP) -> dict:
@@ -304,7 +309,7 @@ def _context(spec: MLP) -> dict:
 
     key_c = spec.key.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return {
-        "version": __version__, "api_version": API_VERSION, "arch_repr": repr(spec),
+        "version": __version__, "api_version": API_VERSION, "arch_repr": _comment(repr(spec)),
         "spec_key_c": key_c, "math_macros": _math_macros(),
         "L": L, "P": spec.nparams, "din": spec.din, "dout": spec.dout,
         "softmax": spec.softmax, "ntot": z_total, "work": work, "uoff": uoff,
