@@ -408,3 +408,21 @@ def test_pickle_softmax_net_keeps_integer_labels(tmp_path):
 def test_symflow_version_recorded_in_manifest(built):
     cache, ref = built
     assert entry_state(cache, ref["module"])["manifest"]["symflow"] == symflow.__version__
+
+
+def test_building_needs_no_setuptools(tmp_path):
+    """symflow runs the compiler itself: a fresh build works where setuptools/distutils
+    cannot be imported (Python >= 3.12 venvs ship without setuptools)."""
+    code = textwrap.dedent("""
+        import sys
+        sys.modules["setuptools"] = None
+        sys.modules["distutils"] = None
+        import numpy as np, symflow
+        arch = symflow.MLP(1, [(3, "softplus", True), (1, "identity", True)])
+        print(symflow.Net(arch, np.ones((2, 1)), np.ones(2)).loss(arch.random_params(seed=0)))
+    """)
+    env = dict(os.environ, SYMFLOW_CACHE_DIR=str(tmp_path / "cache"))
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert float(proc.stdout) > 0
