@@ -11,8 +11,10 @@ benchmarks/results/foundation.csv.
 """
 
 import argparse
+import atexit
 import csv
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -39,6 +41,7 @@ def main():
     args = ap.parse_args()
     cache = tempfile.mkdtemp(prefix="symflow-bench-")
     os.environ["SYMFLOW_CACHE_DIR"] = cache
+    atexit.register(shutil.rmtree, cache, True)  # a cold build is measured; leave nothing behind
     import symflow
 
     rows = []
