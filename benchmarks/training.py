@@ -106,7 +106,10 @@ def make_data(seed: int, teacher_k: int):
 
 
 def unflatten(p):
-    """Student layout of symflow (torch.nn.Linear order): W1 (k, din), b1, W2 (1, k), b2."""
+    """Student layout of symflow (torch.nn.Linear order): W1 (k, din), b1, W2 (1, k), b2.
+
+    Written with slicing only (not ``arch.unflatten``, which validates NumPy input) so
+    that the JAX reference can trace it."""
     o = 0
     W1 = p[o:o + K_STUDENT * DIN].reshape(K_STUDENT, DIN)
     o += K_STUDENT * DIN
@@ -200,14 +203,7 @@ def make_reference(X, Y):
     Xj, Yj = jnp.asarray(X), jnp.asarray(Y)
 
     def loss(p, X, Y):
-        o = 0
-        W1 = p[o:o + K_STUDENT * DIN].reshape(K_STUDENT, DIN)
-        o += K_STUDENT * DIN
-        b1 = p[o:o + K_STUDENT]
-        o += K_STUDENT
-        W2 = p[o:o + K_STUDENT].reshape(1, K_STUDENT)
-        o += K_STUDENT
-        b2 = p[o:o + 1]
+        W1, b1, W2, b2 = unflatten(p)  # plain slicing: works on JAX arrays too
         out = jax.nn.softplus(X @ W1.T + b1) @ W2.T + b2
         return jnp.mean(jnp.sum((out - Y) ** 2, axis=1))
 

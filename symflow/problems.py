@@ -408,29 +408,37 @@ class Net:
 
         The compiled kernel returns, per chunk of samples, the sparse second-order
         part of the Hessian and the weighted Jacobian rows of the Gauss-Newton part,
-        which are accumulated with a BLAS rank-k update (``dsyrk``).
+        which are accumulated with a BLAS rank-k update (``dsyrk``); small problems
+        do everything in one kernel call.
         """
         p, pp = self._p(p)
         P, N = p.shape[0], self.nsamples
-        spec = self.spec
+        if N * P * P <= _SMALL_HESSIAN_WORK:
+            value, grad, hess = self._hessian_direct(pp, P)
+        else:
+            value, grad, hess = self._hessian_chunked(pp, P)
+        if self._regularised:
+            rl, rg, rh = self._reg(p, 2)
+            value, grad, hess = value + rl, grad + rg, hess + rh
+        return float(value), grad, hess
+
+    def _hessian_direct(self, pp, P: int):
+        """One kernel call, Gauss-Newton part summed in C (no BLAS, chunks or threads)."""
+        ffi, lib, N = self._ffi, self._lib, self.nsamples
+        grad, hess = np.zeros(P), np.zeros((P, P))
+        loss, nminus = ffi.new("double *"), ffi.new("long *")
+        status = lib.sf_hess_chunk(pp, self._pX, self._pY, self._pw, N, 0, N, loss,
+                                   self._buf(grad), self._buf(hess), ffi.NULL, ffi.NULL, nminus)
+        if status != 0:
+            raise MemoryError(f"the Hessian kernel could not allocate its workspace (P={P})")
+        lib.sf_mirror(self._buf(hess))
+        return loss[0], grad, hess
+
+    def _hessian_chunked(self, pp, P: int):
+        """Chunks of samples over threads; Gauss-Newton part by BLAS dsyrk."""
+        ffi, lib, N, spec = self._ffi, self._lib, self.nsamples, self.spec
         gm_rows = 1 if spec.softmax else spec.dout
         chunk = max(1, min(N, _CHUNK_BYTES // (8 * P * (spec.dout + gm_rows))))
-        ffi, lib = self._ffi, self._lib
-        if N * P * P <= _SMALL_HESSIAN_WORK:
-            # one call does everything (no BLAS, no chunks, no threads)
-            grad, hess = np.zeros(P), np.zeros((P, P))
-            loss, nminus = ffi.new("double *"), ffi.new("long *")
-            status = lib.sf_hess_chunk(pp, self._pX, self._pY, self._pw, N, 0, N, loss,
-                                       self._buf(grad), self._buf(hess), ffi.NULL, ffi.NULL,
-                                       nminus)
-            if status != 0:
-                raise MemoryError(f"the Hessian kernel could not allocate its workspace (P={P})")
-            lib.sf_mirror(self._buf(hess))
-            value = loss[0]
-            if self._regularised:
-                rl, rg, rh = self._reg(p, 2)
-                value, grad, hess = value + rl, grad + rg, hess + rh
-            return float(value), grad, hess
         threads = 1 if P > _MAX_THREADED_HESSIAN_P else (self.threads or default_threads())
         nparts = max(len(_ranges(n0, min(N, n0 + chunk), threads)) for n0 in range(0, N, chunk))
         grads = np.zeros((nparts, P))
@@ -463,11 +471,7 @@ class Net:
                 _syrk(-1.0, Gm[: (n1 - n0) * gm_rows].T, rests[0].T)
         hess = rests.sum(axis=0) if nparts > 1 else rests[0]
         lib.sf_mirror(self._buf(hess))
-        value, grad = sum(losses[t] for t in range(nparts)), grads.sum(axis=0)
-        if self._regularised:
-            rl, rg, rh = self._reg(p, 2)
-            value, grad, hess = value + rl, grad + rg, hess + rh
-        return float(value), grad, hess
+        return sum(losses[t] for t in range(nparts)), grads.sum(axis=0), hess
 
     def hessian(self, p) -> np.ndarray:
         """Exact Hessian of the loss at ``p`` (P x P, symmetric)."""
