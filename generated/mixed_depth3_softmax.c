@@ -202,14 +202,14 @@ static inline double sf_act0_0(double x)
 
 static inline double sf_act0_1(double x, double *d1)
 {
-    *d1 = sf_sech(x)*sf_sech(x);
+    *d1 = (sf_sech(x)*sf_sech(x));
     return tanh(x);
 }
 
 static inline double sf_act0_2(double x, double *d1, double *d2)
 {
     const double t0 = tanh(x);
-    const double t1 = sf_sech(x)*sf_sech(x);
+    const double t1 = (sf_sech(x)*sf_sech(x));
     *d1 = t1;
     *d2 = -2.0*t0*t1;
     return t0;
@@ -224,7 +224,7 @@ static inline double sf_act1_0(double x)
 static inline double sf_act1_1(double x, double *d1)
 {
     const double t0 = tanh(x);
-    *d1 = t0 + x*sf_sech(x)*sf_sech(x);
+    *d1 = t0 + x*(sf_sech(x)*sf_sech(x));
     return t0*x;
 }
 
@@ -232,7 +232,7 @@ static inline double sf_act1_2(double x, double *d1, double *d2)
 {
     const double t0 = tanh(x);
     const double t1 = t0*x;
-    const double t2 = sf_sech(x)*sf_sech(x);
+    const double t2 = (sf_sech(x)*sf_sech(x));
     *d1 = t0 + t2*x;
     *d2 = -2.0*t1*t2 + 2.0*t2;
     return t1;
@@ -247,7 +247,7 @@ static inline double sf_act2_0(double x)
 static inline double sf_act2_1(double x, double *d1)
 {
     const double t0 = sf_normal_cdf(x);
-    *d1 = t0 + (1.0/2.0)*M_SQRT2*x*sf_exp(-1.0/2.0*x*x)/sqrt(M_PI);
+    *d1 = t0 + (1.0/2.0)*M_SQRT2*x*sf_exp(-1.0/2.0*(x*x))/sqrt(M_PI);
     return t0*x;
 }
 
@@ -256,7 +256,7 @@ static inline double sf_act2_2(double x, double *d1, double *d2)
     const double t0 = sf_normal_cdf(x);
     const double t1 = M_SQRT2;
     const double t2 = pow(M_PI, -1.0/2.0);
-    const double t3 = (1.0/2.0)*x*x;
+    const double t3 = (1.0/2.0)*(x*x);
     const double t4 = sf_exp(-t3);
     const double t5 = t1*t2*t4;
     *d1 = t0 + (1.0/2.0)*t5*x;

@@ -237,20 +237,20 @@ static inline double sf_act1_2(double x, double *d1, double *d2)
 /* (identity - y)^2 */
 static inline double sf_out0_0(double z, double y)
 {
-    return (-y + z)*(-y + z);
+    return ((-y + z)*(-y + z));
 }
 
 static inline double sf_out0_1(double z, double y, double *d1)
 {
     *d1 = -2.0*y + 2.0*z;
-    return (-y + z)*(-y + z);
+    return ((-y + z)*(-y + z));
 }
 
 static inline double sf_out0_2(double z, double y, double *d1, double *d2)
 {
     *d1 = -2.0*y + 2.0*z;
     *d2 = 2.0;
-    return (-y + z)*(-y + z);
+    return ((-y + z)*(-y + z));
 }
 
 /* ---- forward pass of one sample ------------------------------------------------- *

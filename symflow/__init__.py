@@ -18,6 +18,7 @@ from .errors import (
     CompilerNotFoundError,
     DataError,
     EmitError,
+    GaussianPairError,
     ParameterError,
     SpecError,
     SymflowError,
@@ -26,8 +27,9 @@ from .problems import Net
 from .spec import MLP
 
 __all__ = [
-    "__version__", "MLP", "Net", "formulas", "format_formulas",
+    "__version__", "MLP", "Net", "formulas", "format_formulas", "gaussian_formulas",
     "train", "train_many", "Result", "load_result", "trajectory_distance",
+    "GaussianNet", "TeacherNet", "gauss_hermite_net", "GaussianPairError",
     "SymflowError", "SpecError", "ActivationError", "DataError", "ParameterError",
     "EmitError", "CompilationError", "CompilerNotFoundError",
 ]
@@ -37,8 +39,10 @@ __all__ = [
 # training loop needs scipy.integrate/optimize (together ~1 s of imports).
 _LAZY = {
     "formulas": "symbolic.formulas", "format_formulas": "symbolic.formulas",
+    "gaussian_formulas": "symbolic.formulas",
     "train": "dynamics", "train_many": "parallel", "Result": "result",
     "load_result": "result", "trajectory_distance": "result",
+    "GaussianNet": "gaussian", "TeacherNet": "gaussian", "gauss_hermite_net": "gaussian",
 }
 
 

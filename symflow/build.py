@@ -97,8 +97,10 @@ def _generator_digest() -> str:
 
     here = Path(__file__).resolve().parent
     h = hashlib.sha256(templates_digest().encode())
-    for path in [here / "emit.py", *sorted((here / "symbolic").glob("*.py"))]:
-        h.update(path.name.encode())
+    sources = [here / "emit.py", here / "emit_gaussian.py",
+               *sorted((here / "symbolic").rglob("*.py"))]
+    for path in sources:
+        h.update(str(path.relative_to(here)).encode())
         h.update(path.read_bytes())
     return h.hexdigest()
 
@@ -130,8 +132,11 @@ def module_name(spec: MLP) -> str:
 # ---------------------------------------------------------------------------------------
 # compiling
 # ---------------------------------------------------------------------------------------
-def compile_extension(name: str, source: str, outdir: Path, log_dir: Path | None = None) -> Path:
+def compile_extension(name: str, source: str, outdir: Path, log_dir: Path | None = None,
+                      cdef_text: str | None = None) -> Path:
     """Compile kernels ``source`` into the extension ``outdir/<name><EXT_SUFFIX>``.
+
+    ``cdef_text`` declares the C functions Python may call (default: the MLP kernels').
 
     Raises CompilerNotFoundError when no compiler (or no Python.h) is available,
     CompilationError with the compiler's output otherwise.
@@ -150,7 +155,7 @@ def compile_extension(name: str, source: str, outdir: Path, log_dir: Path | None
         )
     outdir.mkdir(parents=True, exist_ok=True)
     ffi = cffi.FFI()
-    ffi.cdef(cdef())
+    ffi.cdef(cdef() if cdef_text is None else cdef_text)
     ffi.set_source(name, source)
     wrapper = outdir / f"{name}.c"
     with contextlib.redirect_stdout(io.StringIO()):  # cffi announces "generating ..."
@@ -207,12 +212,14 @@ def _discard(path: Path) -> None:
 def _build_entry(spec: MLP, name: str, root: Path) -> None:
     from .emit import emit_source  # SymPy is imported only here, on a cache miss
 
+    own = getattr(spec, "emit_source", None)  # other module kinds (e.g. Gaussian kernels)
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=root))
     try:
-        source = emit_source(spec)
+        source = own() if own is not None else emit_source(spec)
         (tmp / "kernels.c").write_text(source)
-        so = compile_extension(name, source, tmp, log_dir=root / "failed")
+        so = compile_extension(name, source, tmp, log_dir=root / "failed",
+                               cdef_text=spec.cdef() if own is not None else None)
         manifest = {"module": name, "shared_object": so.name, "sha256": _sha256(so),
                     "spec": spec.key, "symflow": __version__}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
@@ -235,7 +242,7 @@ def _import_extension(name: str, path: Path):
     return module
 
 
-def load(spec: MLP):
+def load(spec):
     """The compiled extension of ``spec`` (``.ffi``, ``.lib``): from memory, cache or a build."""
     name = module_name(spec)
     with _lock:
@@ -272,6 +279,7 @@ def register(spec: MLP, module) -> None:
 def _check_module(module, spec: MLP) -> None:
     from .emit import API_VERSION
 
+    API_VERSION = getattr(spec, "api_version", API_VERSION)
     lib, ffi = module.lib, module.ffi
     key = ffi.string(lib.sf_spec_key()).decode()
     if lib.sf_api_version() != API_VERSION or key != spec.key:

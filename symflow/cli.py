@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from ._version import __version__
-from .errors import SymflowError
+from .errors import SpecError, SymflowError
 
 __all__ = ["main", "parser"]
 
@@ -30,9 +30,16 @@ def _generate(args) -> int:
 
 def _formulas(args) -> int:
     from .spec import MLP
-    from .symbolic.formulas import format_formulas, formulas
+    from .symbolic.formulas import format_formulas, formulas, gaussian_formulas
 
     target = MLP.from_string(args.target) if "|" in args.target else args.target
+    if args.gaussian is not None:
+        if isinstance(target, MLP):
+            raise SpecError("--gaussian takes activations, not an architecture: "
+                            "`symflow formulas relu --gaussian erf`")
+        result = gaussian_formulas(target, args.gaussian or None)
+        sys.stdout.write(format_formulas(result, latex=args.latex))
+        return 0
     network = {"auto": None, "yes": True, "no": False}[args.network]
     result = formulas(target, network=network, max_params=args.max_params)
     sys.stdout.write(format_formulas(result, latex=args.latex))
@@ -63,6 +70,9 @@ def parser() -> argparse.ArgumentParser:
                       help="include whole-network output and loss expressions (auto: if small)")
     form.add_argument("--max-params", type=int, default=50,
                       help="largest network written out as one expression (default 50)")
+    form.add_argument("--gaussian", nargs="?", const="", metavar="PARTNER",
+                      help="Gaussian expectations instead: E[f(h)] and E[f(h)^2], or with a "
+                           "partner activation E[f(h1) partner(h2)] and its derivatives")
     form.set_defaults(func=_formulas)
 
     from . import cli_training

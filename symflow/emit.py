@@ -25,7 +25,8 @@ __all__ = ["API_VERSION", "emit_source", "cdef", "template_text", "templates_dig
 #: Version of the C interface declared in ``templates/cdef.h.j2``.
 API_VERSION = 3
 
-_TEMPLATES = ("kernels.c.j2", "cdef.h.j2", "generated_module.py.j2")
+_TEMPLATES = ("kernels.c.j2", "cdef.h.j2", "generated_module.py.j2", "math_helpers.h",
+              "gaussian.c.j2", "gaussian_cdef.h.j2", "gaussian_math.h")
 
 
 def _template_dir() -> Path:
@@ -58,6 +59,7 @@ def _environment():
     import jinja2
 
     return jinja2.Environment(
+        loader=jinja2.FunctionLoader(template_text),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -96,7 +98,10 @@ def _printer_class():
             if exp.is_Integer and 1 <= abs(int(exp)) <= 8:
                 b = self.parenthesize(base, sp.printing.precedence.PRECEDENCE["Mul"] + 1)
                 prod = "*".join([b] * abs(int(exp)))
-                return prod if exp > 0 else f"1.0/({prod})"
+                if exp == 1:
+                    return prod
+                # parenthesised: the Mul printer puts this after "/" for denominators
+                return f"({prod})" if exp > 0 else f"(1.0/({prod}))"
             return super()._print_Pow(expr)
 
         def _print_exp(self, expr):
@@ -113,6 +118,21 @@ def _printer_class():
 
         def _print_NormalCDF(self, expr):
             return f"sf_normal_cdf({self._print(expr.args[0])})"
+
+        def _print_BivariateNormalCDF(self, expr):
+            return "sf_bvn_c({})".format(", ".join(self._print(a) for a in expr.args))
+
+        def _print_PhiRatio(self, expr):
+            return "sf_Phi_ratio({})".format(", ".join(self._print(a) for a in expr.args))
+
+        def _print_PhiRatioTol(self, expr):
+            return "sf_Phi_ratio_tol({})".format(", ".join(self._print(a) for a in expr.args))
+
+        def _print_ExpLimit(self, expr):
+            return f"sf_exp_limit({self._print(expr.args[0])})"
+
+        def _print_Abs(self, expr):
+            return f"fabs({self._print(expr.args[0])})"
 
         def _print_sech(self, expr):
             return f"sf_sech({self._print(expr.args[0])})"

@@ -11,6 +11,7 @@ __all__ = [
     "EmitError",
     "CompilationError",
     "CompilerNotFoundError",
+    "GaussianPairError",
 ]
 
 
@@ -44,3 +45,7 @@ class CompilationError(SymflowError, RuntimeError):
 
 class CompilerNotFoundError(CompilationError):
     """No working C compiler was found."""
+
+
+class GaussianPairError(SpecError):
+    """A teacher/student pair is not supported for infinite Gaussian input."""

@@ -100,6 +100,9 @@ REFERENCES = {
     "log(1+exp(x))": _smooth(_softplus),
     "1/(1+exp(-x))": _smooth(_sigmoid),
     "x*tanh(x)": _smooth(lambda x: x * mpmath.tanh(x)),
+    # derivatives with squared denominators: regression test for the C printer, which
+    # once printed a/(b*b) as a/b*b
+    "x/(1+x**2)": _smooth(lambda x: x / (1 + x**2)),
     "sympy:log(1+exp(-t))": _smooth(lambda x: _softplus(-x)),
 }
 

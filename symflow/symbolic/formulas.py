@@ -12,7 +12,7 @@ from __future__ import annotations
 from ..errors import SpecError
 from ..spec import MLP, _activation
 
-__all__ = ["formulas", "format_formulas", "network_expressions"]
+__all__ = ["formulas", "format_formulas", "network_expressions", "gaussian_formulas"]
 
 
 def _keys(act) -> tuple[str, str, str]:
@@ -53,6 +53,47 @@ def network_expressions(spec: MLP):
         return outputs, lse - picked
     ys = sp.symbols(f"y_0:{spec.dout}", real=True)
     return h, sum(((fo - yo) ** 2 for fo, yo in zip(h, ys)), sp.S.Zero)
+
+
+def gaussian_formulas(a, b=None) -> dict:
+    """Gaussian expectations of activations (closed-form family) and their derivatives.
+
+    With ``b``: E[a(h1) b(h2)] for (h1, h2) ~ N((m1, m2), [[s11, s12], [s12, s22]]) and
+    its 20 first and second partial derivatives; ``D`` stands for s11*s22 - s12**2.
+    Without ``b``: E[a(h)] and E[a(h)^2] for h ~ N(m1, s11).
+
+    >>> import sympy as sp
+    >>> e = gaussian_formulas("erf", "erf")["E[erf(h1) erf(h2)]"]
+    >>> e.subs({sp.Symbol("m1", real=True): 0, sp.Symbol("m2", real=True): 0})
+    2*asin(s12/(sqrt(s11 + 1)*sqrt(s22 + 1)))/pi
+    """
+    from .gaussian.pairs import (
+        PAIR_OUTPUTS, derivatives2, diag_expression, is_closed, mean_expression, pair_expression,
+    )
+
+    acts = [_activation(a, "gaussian_formulas()")] + (
+        [] if b is None else [_activation(b, "gaussian_formulas()")])
+    names = [a if isinstance(a, str) else repr(a) for a in acts]
+    for act, name in zip(acts, names):
+        if act == "softmax" or not is_closed(act):
+            raise SpecError(
+                f"{name} has no closed-form Gaussian expectation (symflow integrates it "
+                f"numerically); closed forms exist for identity, polynomials, exp, erf, "
+                f"normal_cdf, gelu, relu, step, sign and selu")
+    if b is None:
+        return {f"E[{names[0]}(h)]": mean_expression(acts[0]),
+                f"E[{names[0]}(h)^2]": diag_expression(acts[0])}
+    out = {}
+    head = f"E[{names[0]}(h1) {names[1]}(h2)]"
+    for key, expr in zip(PAIR_OUTPUTS, derivatives2(pair_expression(acts[0], acts[1]))):
+        if key == "E":
+            out[head] = expr
+        elif len(key) <= 3:
+            out[f"d{head}/d{key}"] = expr
+        else:
+            split = 2 if key.startswith("m") else 3
+            out[f"d2{head}/d{key[:split]}d{key[split:]}"] = expr
+    return out
 
 
 def formulas(obj, network: bool | None = None, max_params: int = 50) -> dict:
