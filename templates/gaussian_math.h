@@ -25,22 +25,28 @@
  * the bracket 2/(sqrt(pi) erfcx(u)) ~ u + sqrt(u^2 + c(u)) (Abramowitz & Stegun 7.1.13),
  * which is ample for a correction term.
  *
- * Bivariate normal.  With s = sqrt(1 - rho^2) and z(x) = (k - rho x)/s, the
- * conditioning formula (e.g. Genz 2004, "Numerical computation of rectangular
- * bivariate and trivariate normal and t probabilities", Statistics and Computing 14,
- * 251-260, eq. (2): dPhi2/dh = phi(h) Phi((k - rho h)/s)) gives
+ * Bivariate normal, fast path.  For |rho| <= 0.95 and |a|, |b| <= 8 the Drezner &
+ * Wesolowsky (1990, J. Statist. Comput. Simul. 35, 101-107) / Genz (2004, "Numerical
+ * computation of rectangular bivariate and trivariate normal and t probabilities",
+ * Statistics and Computing 14, 251-260, eq. (3)) angle integral is tried first (see
+ * sf_gm_bvn_dw); it is kept unless its result comes from a cancellation or lies in a
+ * far tail, where the general method below takes over.
  *
- *     Phi2(h, k; rho) = int_{-inf}^{h} phi(x) Phi(z(x)) dx.                      (1)
+ * Bivariate normal, general method.  With s = sqrt(1 - rho^2) and z(x) = (k - rho x)/s,
+ * the conditioning formula (Genz 2004, eq. (2): dPhi2/dh = phi(h) Phi((k - rho h)/s))
  *
- * The integrand is split at x_c = k/rho, where z changes sign: on the side where z >= 0
+ *     Phi2(h, k; rho) = int_{-inf}^{h} phi(x) Phi(z(x)) dx                        (1)
+ *
+ * is split at x_c = k/rho, where z changes sign: on the side where z >= 0,
  * Phi(z) = 1 - Phic(z) with Phic(z) <= 1/2, on the other side Phi(z) = Phic(-z) <= 1/2.
  * Hence Phi2 is a sum of
  *     Phi(x_c) or Phi(h),  an interval probability P(x_c < X <= h),  and
  *     M(x0, x1; sigma) = int_{x0}^{x1} phi(x) Phic(sigma z(x)) dx,  sigma z >= 0,
  * in which every subtracted M is at most half of the term it is subtracted from, so no
  * step cancels catastrophically and each result is relatively accurate in both tails;
- * values near 1 are kept as 1 + (sum of small terms) and rounded once.  Of the two
- * orders (h, k) and (k, h) the one with a single piece is taken when it exists.
+ * values near 1 are kept as 1 + (sum of small terms), summed in double-double and
+ * rounded once.  The integration variable is the one with the smaller |threshold|
+ * (M <= s exp(-k^2/2)/2 then stays small), which also makes sf_bvn exactly symmetric.
  *
  * M is evaluated with the Mills ratio R(w) = Phic(w)/phi(w) (smooth, entire, R ~ 1/w)
  * and the exact identity x^2 + z^2 = y^2 + k^2, y = (x - rho k)/s, z = ks - rho y
@@ -48,29 +54,28 @@
  *
  *     M = s/(2 pi) exp(-k^2/2) int_{y0}^{y1} exp(-y^2/2) R(sigma (k s - rho y)) dy.   (2)
  *
- * The part of (2) in |y| <= 4 is done by Gauss-Legendre (12, 16 or 24 nodes).  Tails
- * |y| >= Y0 >= 4 are written y = Y0 + u, exp(-y^2/2) = exp(-Y0^2/2) exp(-Y0 u - u^2/2)
- * and u = t/Y0, i.e. Gauss-Laguerre (20 nodes) in t with the smooth factor
- * exp(-t^2/(2 Y0^2)) R(.); a finite tail whose Gaussian drop (y1^2 - y0^2)/2 is below
- * 40 is done by Gauss-Legendre panels graded at drops 2, 6, 14, 26.  The large exponent
- * (k^2 + y0^2)/2 of a tail is formed in double-double (Dekker 1971) so that values near
- * 1e-250 keep ~1e-15 relative accuracy.  The result is always obtained as a sum of
- * positive quadrature terms.
+ * The part of (2) in |y| <= 4 is done by Gauss-Legendre (12 to 24 nodes by length).
+ * Tails |y| >= Y0 >= 4 are written y = Y0 + u, exp(-y^2/2) = exp(-Y0^2/2)
+ * exp(-Y0 u - u^2/2) and u = t/Y0, i.e. Gauss-Laguerre (20 nodes) in t with the smooth
+ * factor exp(-t^2/(2 Y0^2)) R(.); a finite tail whose Gaussian drop (y1^2 - y0^2)/2 is
+ * below 40 is done by Gauss-Legendre panels graded at drops 2, 6, 14, 26.  The end
+ * points y0, y1 and the large exponent (k^2 + y0^2)/2 of a tail are formed in
+ * double-double (Dekker 1971), so that values near 1e-250 keep ~1e-15 relative
+ * accuracy.  The nodes are positive, the sums have no cancellation.
  *
  * Exact limits: rho = 1 -> Phi(min(a, b)); rho = -1 -> P(-b < X <= a) (an interval
  * probability, computed from the smaller tail or by quadrature when it is short);
  * rho = 0 -> Phi(a) Phi(b).  |rho| > 1 is clamped to +-1 (rounding of a correlation);
  * NaN in, NaN out.  Arguments beyond +-40 are treated as +-inf (Phi(-40) < 1e-348).
  *
- * Quadrature nodes and weights (Gauss-Legendre 12/16/24 on [-1, 1], Gauss-Laguerre 20)
- * were computed with mpmath at 50 digits and rounded to double.
+ * Quadrature nodes and weights (Gauss-Legendre 12/16/20/24/32 on [-1, 1], Gauss-Laguerre
+ * 20) were computed with mpmath at 50 digits and rounded to double.
  */
 #include <math.h>
 
 static const double sf_gm_rs2_hi = 0x1.6a09e667f3bcdp-1;    /* 1/sqrt(2), high part */
 static const double sf_gm_rs2_lo = -0x1.bdd3413b26456p-55;  /* 1/sqrt(2) - high part */
 static const double sf_gm_sqrt_pi_2 = 0x1.40d931ff62706p+0; /* sqrt(pi/2) */
-static const double sf_gm_sqrt2 = 0x1.6a09e667f3bcdp+0;     /* sqrt(2) */
 static const double sf_gm_inv_sqrt_2pi = 0x1.9884533d43651p-2; /* 1/sqrt(2 pi) */
 static const double sf_gm_inv_2pi = 0x1.45f306dc9c883p-3;   /* 1/(2 pi) */
 static const double sf_gm_exp_m8 = 0x1.5fc21041027adp-12;   /* exp(-8) = exp(-T^2/2), T = 4 */
@@ -109,6 +114,22 @@ static const double sf_gm_gl20_w[10] = {
     8.32767415767047547e-02, 1.01930119817240442e-01, 1.18194531961518412e-01,
     1.31688638449176637e-01, 1.42096109318382041e-01, 1.49172986472603741e-01,
     1.52753387130725837e-01
+};
+static const double sf_gm_gl32_x[16] = {
+    9.97263861849481570e-01, 9.85611511545268382e-01, 9.64762255587506390e-01,
+    9.34906075937739667e-01, 8.96321155766052091e-01, 8.49367613732569970e-01,
+    7.94483795967942386e-01, 7.32182118740289711e-01, 6.63044266930215231e-01,
+    5.87715757240762304e-01, 5.06899908932229359e-01, 4.21351276130635333e-01,
+    3.31868602282127667e-01, 2.39287362252137065e-01, 1.44471961582796488e-01,
+    4.83076656877383173e-02
+};
+static const double sf_gm_gl32_w[16] = {
+    7.01861000947009636e-03, 1.62743947309056704e-02, 2.53920653092620588e-02,
+    3.42738629130214315e-02, 4.28358980222266830e-02, 5.09980592623761747e-02,
+    5.86840934785355442e-02, 6.58222227763618495e-02, 7.23457941088485046e-02,
+    7.81938957870703111e-02, 8.33119242269467486e-02, 8.76520930044038110e-02,
+    9.11738786957638908e-02, 9.38443990808045664e-02, 9.56387200792748610e-02,
+    9.65400885147277982e-02
 };
 static const double sf_gm_gl24_x[12] = {
     9.95187219997021311e-01, 9.74728555971309474e-01, 9.38274552002732798e-01,
@@ -284,21 +305,37 @@ static void sf_gm_interval_bs(double a, double b, double *base, double *small)
     else *small = sf_gm_interval_gl(a, b);
 }
 
-/* ---- Mills ratio R(w) = Phic(w)/phi(w) -------------------------------------------- */
+/* ---- Mills ratio R(w) = Phic(w)/phi(w) for w >= 30 ----------------------------------- */
 static double sf_gm_mills(double w)
 {
-    if (w >= 30.0) { /* asymptotic series, Abramowitz & Stegun 26.2.12; error < 1e-19 */
-        double t = 1.0 / (w * w);
-        double s = 1.0 - t * (1.0 - t * (3.0 - t * (15.0 - t * (105.0 - t * (945.0
-                   - t * (10395.0 - t * (135135.0 - t * (2027025.0 - t * 34459425.0))))))));
-        return s / w;
-    }
-    /* sqrt(pi/2) erfcx(w/sqrt 2) with w/sqrt 2 = u + du and w^2 = p + pe exactly */
+    /* asymptotic series, Abramowitz & Stegun 26.2.12, truncated after t^9: error < 1e-19 */
+    double t = 1.0 / (w * w);
+    double s = 1.0 - t * (1.0 - t * (3.0 - t * (15.0 - t * (105.0 - t * (945.0
+               - t * (10395.0 - t * (135135.0 - t * (2027025.0 - t * 34459425.0))))))));
+    return s / w;
+}
+
+/* exp(-(E + El)) R(w), |El| <= ulp(E), w > -1: for w < 30 one exp serves both factors,
+ * R(w) exp(-E) = sqrt(pi/2) erfc(u) exp(w^2/2 - E) (1 - du 2/(sqrt(pi) erfcx(u))) with
+ * w/sqrt(2) = u + du and w^2 split exactly, as in sf_gm_Phic2 */
+static inline double sf_gm_node(double E, double El, double w)
+{
+    if (w >= 30.0) return sf_gm_mills(w) * (exp(-E) * (1.0 - El));
     double u = w * sf_gm_rs2_hi;
     double du = fma(w, sf_gm_rs2_hi, -u) + w * sf_gm_rs2_lo;
-    double p = w * w, pe = fma(w, w, -p);
-    double ex = exp(0.5 * p) * (1.0 + 0.5 * pe);
-    return sf_gm_sqrt_pi_2 * erfc(u) * ex - sf_gm_sqrt2 * du;
+    double p = w * w, pe = fma(w, w, -p), xh, xl;
+    sf_gm_two_sum(0.5 * p, -E, &xh, &xl);
+    xl += 0.5 * pe - El;
+    double uu = u * u, c = 2.0 - (2.0 - sf_gm_4_pi) / (1.0 + uu);
+    return sf_gm_sqrt_pi_2 * erfc(u) * (exp(xh) * (1.0 + xl))
+           * (1.0 - du * (fabs(u) + sqrt(uu + c)));
+}
+
+/* exp(-y^2/2) R(w) */
+static inline double sf_gm_gauss_node(double y, double w)
+{
+    double p = y * y;
+    return sf_gm_node(0.5 * p, 0.5 * fma(y, y, -p), w);
 }
 
 /* ---- the pieces M of the bivariate normal --------------------------------------------- */
@@ -318,7 +355,8 @@ static void sf_gm_prefactor(const sf_gm_ctx *c, double eh, double el, double *ph
 {
     double e = exp(-0.5 * eh), elo = -0.5 * el * e;   /* exp(-E/2) = e + elo */
     double p = c->s_hi * sf_gm_inv_2pi;
-    double pe = fma(c->s_hi, sf_gm_inv_2pi, -p) + (c->s_lo * sf_gm_inv_2pi + c->s_hi * sf_gm_inv_2pi_lo);
+    double pe = fma(c->s_hi, sf_gm_inv_2pi, -p)
+                + (c->s_lo * sf_gm_inv_2pi + c->s_hi * sf_gm_inv_2pi_lo);
     double q = p * e;
     *pl = fma(p, e, -q) + (pe * e + p * elo);
     *ph = q;
@@ -380,8 +418,8 @@ static double sf_gm_tail_gl(double Y0, double ua, double ub, double w0, double b
     double hl = 0.5 * (ub - ua), c = 0.5 * (ua + ub), S = 0.0;
     for (int j = 0; j < n / 2; j++) {
         double u1 = c - X[j] * hl, u2 = c + X[j] * hl;
-        S += W[j] * (exp(-u1 * (Y0 + 0.5 * u1)) * sf_gm_mills(w0 + bp * u1)
-                     + exp(-u2 * (Y0 + 0.5 * u2)) * sf_gm_mills(w0 + bp * u2));
+        S += W[j] * (sf_gm_node(u1 * (Y0 + 0.5 * u1), 0.0, w0 + bp * u1)
+                     + sf_gm_node(u2 * (Y0 + 0.5 * u2), 0.0, w0 + bp * u2));
     }
     return hl * S;
 }
@@ -397,7 +435,7 @@ static double sf_gm_tail(double Y0, double U, double w0, double bp)
         for (int i = 0; i < 20; i++) {
             double u = sf_gm_lag20_t[i] * inv, q = 0.5 * u * u;
             if (u > U || (i > 0 && q + sf_gm_lag20_nlw[i] > 46.0)) break;
-            S += sf_gm_lag20_w[i] * exp(-q) * sf_gm_mills(w0 + bp * u);
+            S += sf_gm_lag20_w[i] * sf_gm_node(q, 0.0, w0 + bp * u);
         }
         return S * inv;
     }
@@ -422,16 +460,16 @@ static double sf_gm_bulk(double a, double b, double wa, double wb, double beta)
     if (!(L > 0.0)) return 0.0;
     const double *X, *W;
     int n;
-    if (L <= 1.0) { X = sf_gm_gl12_x; W = sf_gm_gl12_w; n = 12; }
-    else if (L <= 2.5) { X = sf_gm_gl16_x; W = sf_gm_gl16_w; n = 16; }
+    if (L <= 2.0) { X = sf_gm_gl12_x; W = sf_gm_gl12_w; n = 12; }
+    else if (L <= 4.0) { X = sf_gm_gl16_x; W = sf_gm_gl16_w; n = 16; }
+    else if (L <= 6.0) { X = sf_gm_gl20_x; W = sf_gm_gl20_w; n = 20; }
     else { X = sf_gm_gl24_x; W = sf_gm_gl24_w; n = 24; }
     double hl = 0.5 * L, c = 0.5 * (a + b), S = 0.0;
     for (int j = 0; j < n / 2; j++) {
         double x = X[j], y1 = c - x * hl, y2 = c + x * hl, w1, w2;
         if (beta >= 0.0) { w1 = wa + beta * (hl * (1.0 - x)); w2 = wa + beta * (hl * (1.0 + x)); }
         else { w1 = wb - beta * (hl * (1.0 + x)); w2 = wb - beta * (hl * (1.0 - x)); }
-        S += W[j] * (sf_gm_exp_mhalf_sq(y1) * sf_gm_mills(w1)
-                     + sf_gm_exp_mhalf_sq(y2) * sf_gm_mills(w2));
+        S += W[j] * (sf_gm_gauss_node(y1, w1) + sf_gm_gauss_node(y2, w2));
     }
     return hl * S;
 }
@@ -467,8 +505,8 @@ static double sf_gm_M(const sf_gm_ctx *c, double x0, double x1, double sigma)
     if (y0 > -T) { a = y0; wa = sf_gm_w_of_x(c, x0, sigma); }
     if (y1 < T) { b = y1; wb = sf_gm_w_of_x(c, x1, sigma); }
     S = sf_gm_bulk(a, b, wa, wb, beta);
-    if (y0 > -T && y0l != 0.0) S -= y0l * sf_gm_exp_mhalf_sq(a) * sf_gm_mills(wa);
-    if (y1 < T && y1l != 0.0) S += y1l * sf_gm_exp_mhalf_sq(b) * sf_gm_mills(wb);
+    if (y0 > -T && y0l != 0.0) S -= y0l * sf_gm_gauss_node(a, wa);
+    if (y1 < T && y1l != 0.0) S += y1l * sf_gm_gauss_node(b, wb);
     if (y0 < -T) St += sf_gm_tail(T, (-T - y0) - y0l, wa, -beta);
     if (y1 > T) St += sf_gm_tail(T, (y1 - T) + y1l, wb, beta);
     S += sf_gm_exp_m8 * St;
@@ -511,22 +549,32 @@ static double sf_gm_bvn_core(double h, double k, double rho)
     return r < 0.0 ? 0.0 : (r > 1.0 ? 1.0 : r);
 }
 
-/* Fast path for |rho| <= 0.8 and moderate thresholds: the Drezner & Wesolowsky (1990)
+/* Fast path for |rho| <= 0.95 and moderate thresholds: the Drezner & Wesolowsky (1990)
  * / Genz (2004, eq. (3)) angle form
  *     Phi2(h, k; rho) = Phi(h) Phi(k) + 1/(2 pi) int_0^{asin rho} exp(-g(t)) dt,
  *     g(t) = (h^2 - 2 h k sin t + k^2)/(2 cos^2 t) = A/(1 + sin t) + B/(1 - sin t),
- * A = (h + k)^2/4, B = (h - k)^2/4, by 20-point Gauss-Legendre.  The integral is
- * unchanged by (h, k) -> (-h, -k), so for h, k > 0 the complement
- * 1 - Phi2 = Phic(h) + Phic(k) Phi(h) - I is used.  The result is accepted only when it
- * does not come from a cancellation (and is not in a far tail, where the rounding of the
- * exponent would cost ~g eps); otherwise the caller uses the conditional form. */
+ * A = (h + k)^2/4, B = (h - k)^2/4, by Gauss-Legendre with 12, 16, 20 or 32 nodes for
+ * |rho| up to 0.3, 0.5, 0.8, 0.95 (Genz uses 6/12/20 up to 0.925 for ~1e-15; these
+ * counts were checked against 40-digit references to keep ~1e-16 absolute and ~3e-15
+ * relative error).  The integral is unchanged by (h, k) -> (-h, -k), so for h, k > 0 the
+ * complement 1 - Phi2 = Phic(h) + Phic(k) - Phic(h) Phic(k) - I is used.  The result is
+ * accepted only when it does not come from a cancellation and is not in a far tail
+ * (where the rounding of the exponent g would cost ~g eps); otherwise the caller uses
+ * the conditional form. */
 static int sf_gm_bvn_dw(double h, double k, double rho, double *out)
 {
+    const double *X, *W;
+    double ar = fabs(rho);
+    int n;
+    if (ar <= 0.3) { X = sf_gm_gl12_x; W = sf_gm_gl12_w; n = 6; }
+    else if (ar <= 0.5) { X = sf_gm_gl16_x; W = sf_gm_gl16_w; n = 8; }
+    else if (ar <= 0.8) { X = sf_gm_gl20_x; W = sf_gm_gl20_w; n = 10; }
+    else { X = sf_gm_gl32_x; W = sf_gm_gl32_w; n = 16; }
     double hl = 0.5 * asin(rho), A = 0.25 * (h + k) * (h + k), B = 0.25 * (h - k) * (h - k);
     double S = 0.0;
-    for (int j = 0; j < 10; j++) {
-        double s1 = sin(hl * (1.0 - sf_gm_gl20_x[j])), s2 = sin(hl * (1.0 + sf_gm_gl20_x[j]));
-        S += sf_gm_gl20_w[j] * (exp(-A / (1.0 + s1) - B / (1.0 - s1)) + exp(-A / (1.0 + s2) - B / (1.0 - s2)));
+    for (int j = 0; j < n; j++) {
+        double s1 = sin(hl * (1.0 - X[j])), s2 = sin(hl * (1.0 + X[j]));
+        S += W[j] * (exp(-A / (1.0 + s1) - B / (1.0 - s1)) + exp(-A / (1.0 + s2) - B / (1.0 - s2)));
     }
     double I = S * hl * sf_gm_inv_2pi, r, p, pe, s, se;
     if (h > 0.0 && k > 0.0) { /* 1 - (ch + ck - ch ck - I), summed in double-double */
@@ -573,7 +621,7 @@ static double sf_bvn(double a, double b, double rho)
         return sf_Phi(a) * sf_Phi(b);
     }
     double r;
-    if (fabs(rho) <= 0.8 && fabs(a) <= 5.0 && fabs(b) <= 5.0 && sf_gm_bvn_dw(a, b, rho, &r))
+    if (fabs(rho) <= 0.95 && fabs(a) <= 8.0 && fabs(b) <= 8.0 && sf_gm_bvn_dw(a, b, rho, &r))
         return r;
     return sf_gm_bvn_core(a, b, rho);
 }

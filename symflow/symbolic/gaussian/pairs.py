@@ -22,7 +22,7 @@ from functools import lru_cache
 import sympy as sp
 
 from ..activations import SELU_ALPHA, SELU_LAMBDA, expression, symbol
-from .functions import PhiRatio
+from .functions import BivariateNormalCDF, PhiRatio
 from .engine import Factor, Term, det_symbol, expect, h_symbols, params, with_det
 
 __all__ = ["closed_terms", "is_closed", "is_smooth", "pair_expression", "mean_expression",
@@ -297,6 +297,10 @@ def degenerate_limit(expr):
         lambda e: isinstance(e, PhiRatio) and e.args[1].has(D),
         lambda e: PhiRatioTol(e.args[0], e.args[1].subs(D, keep_d), _scale(e.args[0])))
     out = out.replace(lambda e: isinstance(e, sp.exp) and e.args[0].has(D), limit_exp)
+    # the correlation is exactly +-1 here; computed as s12/sqrt(s11 s22) it is off by
+    # rounding, and Phi2(a, a; 1 - e) - Phi(a) ~ sqrt(e) would turn 1e-16 into 1e-8
+    out = out.replace(lambda e: isinstance(e, BivariateNormalCDF),
+                      lambda e: BivariateNormalCDF(e.args[0], e.args[1], sp.sign(e.args[2])))
     return out.subs(D, 0).subs(keep_d, D)
 
 
