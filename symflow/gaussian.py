@@ -127,7 +127,6 @@ class GaussianNet:
 
     # -- set-up ------------------------------------------------------------------------
     def _attach(self) -> None:
-        from .symbolic.activations import NAMED  # noqa: F401  (light)
         from .emit_gaussian import GaussianKernels
 
         s_acts = self.arch.layers[0].activations()
