@@ -156,7 +156,7 @@ class GaussianNet:
 
     @staticmethod
     def _check_pairs(s_acts, t_acts) -> None:
-        from .symbolic.gaussian.pairs import is_closed, is_smooth
+        from .symbolic.gaussian.families import is_closed, is_smooth
 
         for group, partners in ((s_acts, s_acts), (s_acts, t_acts), (t_acts, t_acts)):
             for a in group:
@@ -242,7 +242,7 @@ class GaussianNet:
     @property
     def uses_quadrature(self) -> bool:
         """Whether any pair of activations is integrated numerically."""
-        from .symbolic.gaussian.pairs import is_closed
+        from .symbolic.gaussian.families import is_closed
 
         acts = set(self.arch.layers[0].activations()) | set(self.teacher.arch.layers[0].activations())
         return not all(is_closed(a) for a in acts)

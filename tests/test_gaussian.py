@@ -375,3 +375,29 @@ def test_gaussian_formulas_and_cli(capsys):
     assert "\\Phi_2" in capsys.readouterr().out
     with pytest.raises(SpecError, match="closed-form"):
         gaussian_formulas("tanh", "erf")
+
+
+def test_cached_gaussian_net_needs_no_sympy_and_families_match_terms(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from symflow.symbolic.activations import NAMED
+    from symflow.symbolic.gaussian.families import CLOSED_NAMES
+    from symflow.symbolic.gaussian.pairs import _named_terms, h_symbols
+
+    assert {a for a in NAMED if _named_terms(a, h_symbols()[0]) is not None} == CLOSED_NAMES
+    code = (
+        "import sys, numpy as np, symflow\n"
+        "from symflow import MLP\n"
+        "t = MLP(2, [(2, 'erf', True), (1, 'identity', True)])\n"
+        "T = symflow.TeacherNet(t, t.random_params(seed=0))\n"
+        "net = symflow.GaussianNet(T, MLP(2, [(2, 'erf', True), (1, 'identity', True)]))\n"
+        "net.hessian(np.ones(t.nparams))\n"
+        "print('sympy' in sys.modules)\n")
+    env = dict(os.environ, SYMFLOW_CACHE_DIR=str(tmp_path))
+    first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.strip() == "False"  # cache hit: no SymPy import at all

@@ -23,6 +23,7 @@ import sympy as sp
 
 from ..activations import SELU_ALPHA, SELU_LAMBDA, expression, symbol
 from .functions import BivariateNormalCDF, PhiRatio
+from .families import is_closed, is_smooth  # noqa: F401  (re-exported)
 from .engine import Factor, Term, det_symbol, expect, h_symbols, params, with_det
 
 __all__ = ["closed_terms", "is_closed", "is_smooth", "pair_expression", "mean_expression",
@@ -81,23 +82,6 @@ def closed_terms(act) -> tuple[Term, ...] | None:
     if expr.is_polynomial(x):
         return (Term(1, sp.expand(expr.subs(x, h))),)
     return None
-
-
-def is_closed(act) -> bool:
-    """Whether E[f g] has a closed form for this activation (with any closed partner)."""
-    return closed_terms(act) is not None
-
-
-_KINKED = ("relu", "step", "sign", "selu")
-
-
-def is_smooth(act) -> bool:
-    """Whether the activation is smooth enough for exponentially convergent quadrature."""
-    if isinstance(act, str):
-        return act not in _KINKED
-    expr = expression(act)
-    return not expr.has(sp.Piecewise, sp.Heaviside, sp.Abs, sp.sign, sp.Min, sp.Max,
-                        sp.floor, sp.ceiling)
 
 
 #: Half-width (in units of the pre-activation) of the strip around the real axis in
