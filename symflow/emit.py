@@ -23,7 +23,7 @@ from .spec import MLP
 __all__ = ["API_VERSION", "emit_source", "cdef", "template_text", "templates_digest", "print_c"]
 
 #: Version of the C interface declared in ``templates/cdef.h.j2``.
-API_VERSION = 3
+API_VERSION = 4
 
 _TEMPLATES = ("kernels.c.j2", "cdef.h.j2", "generated_module.py.j2", "math_helpers.h",
               "gaussian.c.j2", "gaussian_cdef.h.j2", "gaussian_math.h")
@@ -133,6 +133,9 @@ def _printer_class():
 
         def _print_Abs(self, expr):
             return f"fabs({self._print(expr.args[0])})"
+
+        def _print_tanh(self, expr):
+            return f"sf_tanh({self._print(expr.args[0])})"
 
         def _print_sech(self, expr):
             return f"sf_sech({self._print(expr.args[0])})"

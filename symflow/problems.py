@@ -43,15 +43,18 @@ _pool: ThreadPoolExecutor | None = None
 def default_threads() -> int:
     """Threads used over samples: ``$SYMFLOW_NUM_THREADS`` or the CPUs this process may use."""
     env = os.environ.get("SYMFLOW_NUM_THREADS")
-    if env:
-        try:
-            value = int(env)
-        except ValueError:
-            value = 0
-        if value < 1:
-            raise ParameterError(f"SYMFLOW_NUM_THREADS must be a positive integer, got {env!r}")
-        return value
-    return _cpus()
+    return _env_threads(env) if env else _cpus()
+
+
+@lru_cache(maxsize=8)
+def _env_threads(env: str) -> int:
+    try:
+        value = int(env)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ParameterError(f"SYMFLOW_NUM_THREADS must be a positive integer, got {env!r}")
+    return value
 
 
 @lru_cache(maxsize=1)
@@ -70,6 +73,8 @@ def _executor(threads: int) -> ThreadPoolExecutor:
 def _ranges(n0: int, n1: int, threads: int) -> list[tuple[int, int]]:
     """Split samples [n0, n1) into at most ``threads`` contiguous, nearly equal ranges."""
     parts = max(1, min(threads, (n1 - n0) // _MIN_SAMPLES_PER_THREAD))
+    if parts == 1:
+        return [(n0, n1)]
     return [(n0 + (n1 - n0) * i // parts, n0 + (n1 - n0) * (i + 1) // parts)
             for i in range(parts)]
 
@@ -369,6 +374,11 @@ class Net:
         return self.maxnorm is not None or self.merge is not None
 
     # -- public numerics ---------------------------------------------------------------
+    def _check(self, status, what: str) -> None:
+        if any(status):
+            raise MemoryError(f"the {what} kernel could not allocate its workspace "
+                              f"({self.spec.nparams} parameters)")
+
     def _split(self, n0: int, n1: int) -> list[tuple[int, int]]:
         return _ranges(n0, n1, self.threads or default_threads())
 
@@ -376,9 +386,16 @@ class Net:
         """Loss at ``p``."""
         p, pp = self._p(p)
         lib, N = self._lib, self.nsamples
-        parts = _run([lambda r=r: lib.sf_loss(pp, self._pX, self._pY, self._pw, N, *r)
-                      for r in self._split(0, N)])
-        value = sum(parts)
+        ranges = self._split(0, N)
+        losses = self._ffi.new("double[]", len(ranges))
+        if len(ranges) == 1:  # no thread pool and no closures for a single range
+            status = (lib.sf_loss(pp, self._pX, self._pY, self._pw, N, 0, N, losses),)
+        else:
+            status = _run([lambda t=t, r=r: lib.sf_loss(pp, self._pX, self._pY, self._pw, N, *r,
+                                                        losses + t)
+                           for t, r in enumerate(ranges)])
+        self._check(status, "loss")
+        value = sum(losses[0:len(ranges)])
         if self._regularised:
             value += self._reg(p, 0)[0]
         return float(value)
@@ -388,11 +405,18 @@ class Net:
         p, pp = self._p(p)
         lib, N = self._lib, self.nsamples
         ranges = self._split(0, N)
+        losses = self._ffi.new("double[]", len(ranges))
         grads = np.zeros((len(ranges), p.shape[0]))
-        parts = _run([lambda r=r, g=g: lib.sf_loss_grad(pp, self._pX, self._pY, self._pw, N, *r,
-                                                         self._buf(g))
-                      for r, g in zip(ranges, grads)])
-        value, grad = sum(parts), grads[0] if len(ranges) == 1 else grads.sum(axis=0)
+        if len(ranges) == 1:
+            status = (lib.sf_loss_grad(pp, self._pX, self._pY, self._pw, N, 0, N, losses,
+                                       self._buf(grads)),)
+        else:
+            status = _run([lambda t=t, r=r: lib.sf_loss_grad(
+                pp, self._pX, self._pY, self._pw, N, *r, losses + t, self._buf(grads[t]))
+                for t, r in enumerate(ranges)])
+        self._check(status, "loss and gradient")
+        value = sum(losses[0:len(ranges)])
+        grad = grads[0] if len(ranges) == 1 else grads.sum(axis=0)
         if self._regularised:
             rl, rg, _ = self._reg(p, 1)
             value += rl

@@ -300,7 +300,7 @@ class MLP:
     def check_params(self, p) -> np.ndarray:
         """Return ``p`` as a float64 vector of length :attr:`nparams` or raise ParameterError."""
         if (type(p) is np.ndarray and p.dtype == np.float64 and p.shape == (self.nparams,)
-                and p.flags.c_contiguous and math.isfinite(p @ p)):
+                and p.flags.c_contiguous and math.isfinite(p.dot(p))):
             return p  # the common case, checked in about a microsecond
         arr = np.asarray(p)
         if arr.dtype.kind not in "fiu" or arr.dtype.kind == "f" and arr.dtype.itemsize > 8:
