@@ -860,16 +860,39 @@ SF_CLONES int sf_hess_chunk(const double *p, const double *X, const double *Y, c
     return 0;
 }
 
-/* Copy the lower triangle of the P x P matrix H into its upper triangle (in tiles of
- * 32 x 32 so that the transposed reads stay in cache). */
-void sf_mirror(double *H)
+/* Copy the lower triangle of the P x P matrix H into its upper triangle, in tiles of
+ * 32 x 32 so that the transposed reads stay in cache; inside a tile, blocks of 4 x 4
+ * are transposed in vector registers (the diagonal blocks and the edge element by
+ * element). */
+SF_CLONES void sf_mirror(double *H)
 {
-    const long B = 32;
+    const long B = 32, P4 = SF_P & ~3L;
     for (long r0 = 0; r0 < SF_P; r0 += B)
-        for (long c0 = r0; c0 < SF_P; c0 += B)
-            for (long r = r0; r < r0 + B && r < SF_P; ++r)
-                for (long c = (c0 > r + 1 ? c0 : r + 1); c < c0 + B && c < SF_P; ++c)
-                    H[r * SF_P + c] = H[c * SF_P + r];
+        for (long c0 = r0; c0 < SF_P; c0 += B) {
+            const long r1 = r0 + B < SF_P ? r0 + B : SF_P, c1 = c0 + B < SF_P ? c0 + B : SF_P;
+            for (long r = r0; r < r1; r += 4)
+                for (long c = (c0 > r ? c0 : r); c < c1; c += 4) {
+#if SF_VEC
+                    if (c > r && c + 4 <= P4 && r + 4 <= P4) {
+                        sf_v4 a, b, e, f;
+                        SF_LD4(a, H + c * SF_P + r);
+                        SF_LD4(b, H + (c + 1) * SF_P + r);
+                        SF_LD4(e, H + (c + 2) * SF_P + r);
+                        SF_LD4(f, H + (c + 3) * SF_P + r);
+                        const sf_v4 t0 = {a[0], b[0], e[0], f[0]}, t1 = {a[1], b[1], e[1], f[1]};
+                        const sf_v4 t2 = {a[2], b[2], e[2], f[2]}, t3 = {a[3], b[3], e[3], f[3]};
+                        memcpy(H + r * SF_P + c, &t0, sizeof t0);
+                        memcpy(H + (r + 1) * SF_P + c, &t1, sizeof t1);
+                        memcpy(H + (r + 2) * SF_P + c, &t2, sizeof t2);
+                        memcpy(H + (r + 3) * SF_P + c, &t3, sizeof t3);
+                        continue;
+                    }
+#endif
+                    for (long i = r; i < r + 4 && i < SF_P; ++i)
+                        for (long k = (c > i + 1 ? c : i + 1); k < c + 4 && k < SF_P; ++k)
+                            H[i * SF_P + k] = H[k * SF_P + i];
+                }
+        }
 }
 
 /* Evaluate the activation of (layer, neuron) and its derivatives at n points

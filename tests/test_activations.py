@@ -273,3 +273,40 @@ def test_vectorized_exp_and_log1p_are_within_two_ulp():
     assert np.isnan(net.activation(1, 0, [np.nan])[0]).all()
     special_log = net.activation(1, 1, [-1.0, 0.0, np.inf, 1e-320])[0]
     assert special_log.tolist() == [-np.inf, 0.0, np.inf, 1e-320]
+
+
+def test_vectorized_sigmoid_softplus_tanh_are_within_three_ulp():
+    """The kernels' branch-free sigmoid, softplus and tanh (shared exp(-|x|), fdlibm's
+    log polynomial, expm1-based tanh; math_helpers.h) against mpmath at 40 digits on
+    9000 random points: <= 3 ulp (2 observed) where the value is a normal double, and
+    the derivatives built from them (sigmoid(x) sigmoid(-x), sech^2) <= 6 ulp (5
+    observed).  Also the limits, signed zeros and NaN."""
+    import mpmath
+
+    rng = np.random.default_rng(77)
+    arch = symflow.MLP(1, [(3, ("sigmoid", "softplus", "tanh"), True), (1, "identity", True)])
+    net = symflow.Net(arch, np.zeros((1, 1)), np.zeros(1))
+    x = np.concatenate([rng.uniform(-3, 3, 3000), rng.uniform(-40, 40, 3000),
+                        rng.uniform(-745, 745, 2000), rng.normal(size=1000) * 1e-6])
+    with mpmath.workdps(40):
+        xs = [mpmath.mpf(v) for v in x]
+        sig = np.array([float(1 / (1 + mpmath.exp(-v))) for v in xs])
+        dsig = np.array([float(mpmath.exp(-v) / (1 + mpmath.exp(-v)) ** 2) for v in xs])
+        spl = np.array([float(mpmath.log1p(mpmath.exp(v))) for v in xs])
+        tnh = np.array([float(mpmath.tanh(v)) for v in xs])
+        sech2 = np.array([float(mpmath.sech(v) ** 2) for v in xs])
+    checks = [(0, 0, sig, 3), (0, 1, dsig, 6), (1, 0, spl, 3), (1, 1, sig, 3),
+              (2, 0, tnh, 3), (2, 1, sech2, 6)]
+    for neuron, order, ref, ulps in checks:
+        got = net.activation(1, neuron, x)[order]
+        normal = np.abs(ref) > 2.3e-308
+        assert _ulp_errors(got[normal], ref[normal]).max() <= ulps, (neuron, order)
+        assert np.all(np.abs(got[~normal] - ref[~normal]) <= 1e-320), (neuron, order)
+    special = np.array([0.0, -0.0, 800.0, -800.0, np.inf, -np.inf])
+    f_sig, f_spl, f_tanh = (net.activation(1, i, special)[0] for i in range(3))
+    assert f_sig.tolist() == [0.5, 0.5, 1.0, 0.0, 1.0, 0.0]
+    assert f_spl.tolist() == [np.log(2.0), np.log(2.0), 800.0, 0.0, np.inf, 0.0]
+    assert f_tanh.tolist() == [0.0, -0.0, 1.0, -1.0, 1.0, -1.0]
+    assert np.signbit(f_tanh[1]) and not np.signbit(f_tanh[0])
+    for i in range(3):
+        assert np.isnan(net.activation(1, i, [np.nan])[0]).all()
