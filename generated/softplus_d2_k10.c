@@ -371,56 +371,6 @@ static inline void sf_forward_0(const double *restrict p, const double *restrict
     }
 }
 
-static inline void sf_forward_1(const double *restrict p, const double *restrict x,
-                                   double *restrict z, double *restrict a, double *restrict s)
-{
-    { /* layer 1: 10 x 2 + bias */
-        const double *restrict in = x;
-        for (int i = 0; i < 10; ++i) {
-            const double *restrict wi = p + 0 + i * 2;
-            double acc = p[20 + i];
-            for (int j = 0; j < 2; ++j) acc += wi[j] * in[j];
-            z[0 + i] = acc;
-        }
-        for (int i = 0; i < 10; ++i)
-            a[i] = sf_act0_1(z[i], &s[i]);
-    }
-    { /* layer 2: 1 x 10 + bias */
-        const double *restrict in = a + 0;
-        for (int i = 0; i < 1; ++i) {
-            const double *restrict wi = p + 30 + i * 10;
-            double acc = p[40 + i];
-            for (int j = 0; j < 10; ++j) acc += wi[j] * in[j];
-            z[10 + i] = acc;
-        }
-    }
-}
-
-static inline void sf_forward_2(const double *restrict p, const double *restrict x,
-                                   double *restrict z, double *restrict a, double *restrict s, double *restrict q)
-{
-    { /* layer 1: 10 x 2 + bias */
-        const double *restrict in = x;
-        for (int i = 0; i < 10; ++i) {
-            const double *restrict wi = p + 0 + i * 2;
-            double acc = p[20 + i];
-            for (int j = 0; j < 2; ++j) acc += wi[j] * in[j];
-            z[0 + i] = acc;
-        }
-        for (int i = 0; i < 10; ++i)
-            a[i] = sf_act0_2(z[i], &s[i], &q[i]);
-    }
-    { /* layer 2: 1 x 10 + bias */
-        const double *restrict in = a + 0;
-        for (int i = 0; i < 1; ++i) {
-            const double *restrict wi = p + 30 + i * 10;
-            double acc = p[40 + i];
-            for (int j = 0; j < 10; ++j) acc += wi[j] * in[j];
-            z[10 + i] = acc;
-        }
-    }
-}
-
 /* ---- per-sample loss of the output pre-activations zL ---------------------------- *
  * Returns the loss; order >= 1 writes g = dloss/dzL; order 2 writes the matrix
  * Phi = d2loss/dzL2 (SF_DOUT x SF_DOUT, row-major).                                    */
@@ -490,9 +440,11 @@ SF_CLONES void sf_predict(const double *p, const double *X, long N, double *out)
  * weights held in registers, so it vectorizes: a layer is a small matrix-matrix
  * product, the activations are evaluated on whole rows, and the gradient is a sum of
  * per-row dot products.  The last block of a range may be partial (nb < SF_GB).
+ * sf_hess_chunk uses the same forward pass for its blocks.
  *
  * Scratch (doubles): xt (SF_DIN rows), yt (SF_YDIM rows), wt and ell (one row each),
- * z, a, s and d (SF_NTOT rows each; s and d only for the gradient).                 */
+ * z, a, s and d (SF_NTOT rows each; s and d only for the gradient; the Hessian kernel
+ * keeps q, the second derivatives, where d would be).                               */
 #define SF_GB 32
 #define SF_BLOCK_ROWS (SF_DIN + SF_YDIM + 2 + 4 * SF_NTOT)
 
@@ -611,8 +563,9 @@ static inline void sf_block_matmul(const double *restrict W, long si, long sj, i
     }
 }
 
-/* Forward pass of one block: z (pre-activations), a (activations), s (order 1: their
- * derivatives); returns nothing, the output layer's z rows are left for the loss.   */
+/* Forward pass of one block: z (pre-activations), a (activations), s and q (order 1
+ * and 2: their first and second derivatives); the output layer's z rows are left for
+ * the loss.                                                                        */
 static inline void sf_block_forward_0(const double *restrict p, const double *restrict xt, int nb,
                                          double *restrict z, double *restrict a)
 {
@@ -636,6 +589,20 @@ static inline void sf_block_forward_1(const double *restrict p, const double *re
     for (long r = 0 * SF_GB; r < 10 * SF_GB; r += SF_GB)
         for (int b = 0; b < nb; ++b)
             a[r + b] = sf_act0_1(z[r + b], &s[r + b]);
+    /* layer 2: 1 x 10 + bias */
+    sf_block_matmul(p + 30, 10, 1, 1, 10, p + 40,
+                    a + 0 * SF_GB, nb, NULL, z + 10 * SF_GB);
+}
+
+static inline void sf_block_forward_2(const double *restrict p, const double *restrict xt, int nb,
+                                         double *restrict z, double *restrict a, double *restrict s, double *restrict q)
+{
+    /* layer 1: 10 x 2 + bias */
+    sf_block_matmul(p + 0, 2, 1, 10, 2, p + 20,
+                    xt, nb, NULL, z + 0 * SF_GB);
+    for (long r = 0 * SF_GB; r < 10 * SF_GB; r += SF_GB)
+        for (int b = 0; b < nb; ++b)
+            a[r + b] = sf_act0_2(z[r + b], &s[r + b], &q[r + b]);
     /* layer 2: 1 x 10 + bias */
     sf_block_matmul(p + 30, 10, 1, 1, 10, p + 40,
                     a + 0 * SF_GB, nb, NULL, z + 10 * SF_GB);
@@ -765,13 +732,31 @@ SF_CLONES int sf_hess_chunk(const double *p, const double *X, const double *Y, c
         rows = (double *)malloc(sizeof(double) * (SF_DOUT + SF_GM) * SF_P);
         if (!rows) { free(work); return 1; }
     }
+    /* the forward pass is done a block of samples at a time (vectorized activations),
+     * the rest sample by sample from the block's columns */
+    double *fwd = (double *)malloc(sizeof(double) * SF_GB * SF_BLOCK_ROWS);
+    if (!fwd) { free(work); free(rows); return 1; }
+    double *xt = fwd, *yt = xt + SF_DIN * SF_GB, *wt = yt + SF_YDIM * SF_GB;
+    double *Z = wt + SF_GB, *A = Z + SF_NTOT * SF_GB, *S = A + SF_NTOT * SF_GB;
+    double *Q = S + SF_NTOT * SF_GB;
     double total = 0.0, block = 0.0;
     const double invN = 1.0 / (double)N;
     long minus = 0;
     for (long n = n0; n < n1; ++n) {
         const double *x = X + n * SF_DIN;
         const double c = (w ? w[n] : 1.0) * invN;
-        sf_forward_2(p, x, z, a, s, q);
+        const int b = (int)((n - n0) % SF_GB);
+        if (b == 0) {
+            const int nb = (int)(n1 - n < SF_GB ? n1 - n : SF_GB);
+            sf_block_load(X, Y, w, n, nb, xt, yt, wt);
+            sf_block_forward_2(p, xt, nb, Z, A, S, Q);
+        }
+        for (int i = 0; i < SF_NTOT; ++i) z[i] = Z[i * SF_GB + b];
+        for (int i = 0; i < 10; ++i) {   /* hidden layers only */
+            a[i] = A[i * SF_GB + b];
+            s[i] = S[i * SF_GB + b];
+            q[i] = Q[i * SF_GB + b];
+        }
         const double *zL = z + 10;
         double *dL = d + 10;
         const double ell = sf_output(2, zL, Y + n * SF_YDIM, dL, Phi);
@@ -853,6 +838,7 @@ SF_CLONES int sf_hess_chunk(const double *p, const double *X, const double *Y, c
             }
         }
     }
+    free(fwd);
     free(work);
     free(rows);
     *loss += (total + block) * invN;

@@ -374,28 +374,32 @@ class Net:
         return self.maxnorm is not None or self.merge is not None
 
     # -- public numerics ---------------------------------------------------------------
-    def _check(self, status, what: str) -> None:
+    def _split(self, n0: int, n1: int) -> list[tuple[int, int]]:
+        return _ranges(n0, n1, self.threads or default_threads())
+
+    def _over_samples(self, kernel, what: str, pp, ranges, grads=None) -> float:
+        """Run a loss (or loss-and-gradient) kernel over the sample ranges (threads when
+        there are several); returns the loss, adds range t's gradient to ``grads[t]``."""
+        N = self.nsamples
+        losses = self._ffi.new("double[]", len(ranges))
+
+        def call(t, r):
+            extra = () if grads is None else (self._buf(grads[t]),)
+            return kernel(pp, self._pX, self._pY, self._pw, N, *r, losses + t, *extra)
+
+        if len(ranges) == 1:  # no thread pool and no closures for a single range
+            status = (call(0, ranges[0]),)
+        else:
+            status = _run([lambda t=t, r=r: call(t, r) for t, r in enumerate(ranges)])
         if any(status):
             raise MemoryError(f"the {what} kernel could not allocate its workspace "
                               f"({self.spec.nparams} parameters)")
-
-    def _split(self, n0: int, n1: int) -> list[tuple[int, int]]:
-        return _ranges(n0, n1, self.threads or default_threads())
+        return sum(losses[0:len(ranges)])
 
     def loss(self, p) -> float:
         """Loss at ``p``."""
         p, pp = self._p(p)
-        lib, N = self._lib, self.nsamples
-        ranges = self._split(0, N)
-        losses = self._ffi.new("double[]", len(ranges))
-        if len(ranges) == 1:  # no thread pool and no closures for a single range
-            status = (lib.sf_loss(pp, self._pX, self._pY, self._pw, N, 0, N, losses),)
-        else:
-            status = _run([lambda t=t, r=r: lib.sf_loss(pp, self._pX, self._pY, self._pw, N, *r,
-                                                        losses + t)
-                           for t, r in enumerate(ranges)])
-        self._check(status, "loss")
-        value = sum(losses[0:len(ranges)])
+        value = self._over_samples(self._lib.sf_loss, "loss", pp, self._split(0, self.nsamples))
         if self._regularised:
             value += self._reg(p, 0)[0]
         return float(value)
@@ -403,19 +407,9 @@ class Net:
     def loss_and_gradient(self, p) -> tuple[float, np.ndarray]:
         """``(loss, gradient)`` at ``p`` in one pass over the data."""
         p, pp = self._p(p)
-        lib, N = self._lib, self.nsamples
-        ranges = self._split(0, N)
-        losses = self._ffi.new("double[]", len(ranges))
+        ranges = self._split(0, self.nsamples)
         grads = np.zeros((len(ranges), p.shape[0]))
-        if len(ranges) == 1:
-            status = (lib.sf_loss_grad(pp, self._pX, self._pY, self._pw, N, 0, N, losses,
-                                       self._buf(grads)),)
-        else:
-            status = _run([lambda t=t, r=r: lib.sf_loss_grad(
-                pp, self._pX, self._pY, self._pw, N, *r, losses + t, self._buf(grads[t]))
-                for t, r in enumerate(ranges)])
-        self._check(status, "loss and gradient")
-        value = sum(losses[0:len(ranges)])
+        value = self._over_samples(self._lib.sf_loss_grad, "loss and gradient", pp, ranges, grads)
         grad = grads[0] if len(ranges) == 1 else grads.sum(axis=0)
         if self._regularised:
             rl, rg, _ = self._reg(p, 1)
