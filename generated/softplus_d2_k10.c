@@ -343,34 +343,6 @@ static inline double sf_out0_2(double z, double y, double *d1, double *d2)
     return ((-y + z)*(-y + z));
 }
 
-/* ---- forward pass of one sample ------------------------------------------------- *
- * z: pre-activations of all layers; a: hidden activations; s, q: their first and
- * second derivatives (order 1 fills s, order 2 fills s and q).                       */
-static inline void sf_forward_0(const double *restrict p, const double *restrict x,
-                                   double *restrict z, double *restrict a)
-{
-    { /* layer 1: 10 x 2 + bias */
-        const double *restrict in = x;
-        for (int i = 0; i < 10; ++i) {
-            const double *restrict wi = p + 0 + i * 2;
-            double acc = p[20 + i];
-            for (int j = 0; j < 2; ++j) acc += wi[j] * in[j];
-            z[0 + i] = acc;
-        }
-        for (int i = 0; i < 10; ++i)
-            a[i] = sf_act0_0(z[i]);
-    }
-    { /* layer 2: 1 x 10 + bias */
-        const double *restrict in = a + 0;
-        for (int i = 0; i < 1; ++i) {
-            const double *restrict wi = p + 30 + i * 10;
-            double acc = p[40 + i];
-            for (int j = 0; j < 10; ++j) acc += wi[j] * in[j];
-            z[10 + i] = acc;
-        }
-    }
-}
-
 /* ---- per-sample loss of the output pre-activations zL ---------------------------- *
  * Returns the loss; order >= 1 writes g = dloss/dzL; order 2 writes the matrix
  * Phi = d2loss/dzL2 (SF_DOUT x SF_DOUT, row-major).                                    */
@@ -421,18 +393,6 @@ static inline void sf_backward(const double *restrict p, const double *restrict 
     }
 }
 
-/* Predicted outputs (activation of the output layer applied), one sample at a time. */
-SF_CLONES void sf_predict(const double *p, const double *X, long N, double *out)
-{
-    double z[SF_NTOT], a[SF_NTOT];
-    for (long n = 0; n < N; ++n) {
-        sf_forward_0(p, X + n * SF_DIN, z, a);
-        const double *zL = z + 10;
-        double *o = out + n * SF_DOUT;
-        for (int k = 0; k < 1; ++k) o[k] = sf_act1_0(zL[k]);
-    }
-}
-
 /* ---- loss and gradient over blocks of samples ------------------------------------ *
  * sf_loss and sf_loss_grad take SF_GB samples at a time and store every per-neuron
  * quantity neuron-major: row i of a block array holds neuron i for the block's
@@ -448,16 +408,21 @@ SF_CLONES void sf_predict(const double *p, const double *X, long N, double *out)
 #define SF_GB 32
 #define SF_BLOCK_ROWS (SF_DIN + SF_YDIM + 2 + 4 * SF_NTOT)
 
+/* Transpose the block's inputs. */
+static inline void sf_block_inputs(const double *restrict X, long n, int nb, double *restrict xt)
+{
+    for (int b = 0; b < nb; ++b)
+        for (int j = 0; j < SF_DIN; ++j) xt[j * SF_GB + b] = X[(n + b) * SF_DIN + j];
+}
+
 /* Transpose the block's inputs and targets, and load its sample weights. */
 static inline void sf_block_load(const double *restrict X, const double *restrict Y,
                                  const double *restrict w, long n, int nb, double *restrict xt,
                                  double *restrict yt, double *restrict wt)
 {
+    sf_block_inputs(X, n, nb, xt);
     for (int b = 0; b < nb; ++b) {
-        const double *restrict xn = X + (n + b) * SF_DIN;
-        const double *restrict yn = Y + (n + b) * SF_YDIM;
-        for (int j = 0; j < SF_DIN; ++j) xt[j * SF_GB + b] = xn[j];
-        for (int o = 0; o < SF_YDIM; ++o) yt[o * SF_GB + b] = yn[o];
+        for (int o = 0; o < SF_YDIM; ++o) yt[o * SF_GB + b] = Y[(n + b) * SF_YDIM + o];
         wt[b] = w ? w[n + b] : 1.0;
     }
 }
@@ -639,6 +604,27 @@ static inline double sf_block_sum(const double *restrict wt, const double *restr
  * threads), add that part of the loss to *loss and that part of the gradient to grad.
  * Sums over samples are accumulated per block, then per SF_BLOCK samples, for accuracy.
  * Functions returning int give 0 on success and 1 when memory allocation failed. */
+
+/* Predicted outputs (the output layer's activation applied; softmax probabilities),
+ * with the same block forward pass as the loss. */
+SF_CLONES int sf_predict(const double *p, const double *X, long N, double *out)
+{
+    double *buf = (double *)malloc(sizeof(double) * SF_GB * SF_BLOCK_ROWS);
+    if (!buf) return 1;
+    double *xt = buf, *z = xt + SF_DIN * SF_GB, *a = z + SF_NTOT * SF_GB;
+    const double *zL = z + 10 * SF_GB;
+    for (long n = 0; n < N; n += SF_GB) {
+        const int nb = (int)(N - n < SF_GB ? N - n : SF_GB);
+        sf_block_inputs(X, n, nb, xt);
+        sf_block_forward_0(p, xt, nb, z, a);
+        for (int b = 0; b < nb; ++b) {
+            double *o = out + (n + b) * SF_DOUT;
+            for (int k = 0; k < 1; ++k) o[k] = sf_act1_0(zL[k * SF_GB + b]);
+        }
+    }
+    free(buf);
+    return 0;
+}
 
 SF_CLONES int sf_loss(const double *p, const double *X, const double *Y, const double *w, long N,
                       long n0, long n1, double *loss)

@@ -374,6 +374,10 @@ class Net:
         return self.maxnorm is not None or self.merge is not None
 
     # -- public numerics ---------------------------------------------------------------
+    def _no_workspace(self, what: str) -> MemoryError:
+        return MemoryError(f"the {what} kernel could not allocate its workspace "
+                           f"(P={self.spec.nparams}); free memory or use fewer parameters")
+
     def _split(self, n0: int, n1: int) -> list[tuple[int, int]]:
         return _ranges(n0, n1, self.threads or default_threads())
 
@@ -392,8 +396,7 @@ class Net:
         else:
             status = _run([lambda t=t, r=r: call(t, r) for t, r in enumerate(ranges)])
         if any(status):
-            raise MemoryError(f"the {what} kernel could not allocate its workspace "
-                              f"({self.spec.nparams} parameters)")
+            raise self._no_workspace(what)
         return sum(losses[0:len(ranges)])
 
     def loss(self, p) -> float:
@@ -448,7 +451,7 @@ class Net:
         status = lib.sf_hess_chunk(pp, self._pX, self._pY, self._pw, N, 0, N, loss,
                                    self._buf(grad), self._buf(hess), ffi.NULL, ffi.NULL, nminus)
         if status != 0:
-            raise MemoryError(f"the Hessian kernel could not allocate its workspace (P={P})")
+            raise self._no_workspace("Hessian")
         lib.sf_mirror(self._buf(hess))
         return loss[0], grad, hess
 
@@ -475,7 +478,7 @@ class Net:
                 self._buf(Gp[(a - n0) * spec.dout:]),
                 self._buf(Gm[(a - n0) * gm_rows:]), nminus + t)
             if status != 0:
-                raise MemoryError(f"the Hessian kernel could not allocate its workspace (P={P})")
+                raise self._no_workspace("Hessian")
 
         for n0 in range(0, N, chunk):
             n1 = min(N, n0 + chunk)
@@ -508,7 +511,8 @@ class Net:
             X = _float_matrix("X", X, self.spec.din, "one sample per row")
             pX = self._buf(X)
         out = np.empty((X.shape[0], self.spec.dout))
-        self._lib.sf_predict(pp, pX, X.shape[0], self._buf(out))
+        if self._lib.sf_predict(pp, pX, X.shape[0], self._buf(out)) != 0:
+            raise self._no_workspace("prediction")
         return out
 
     def activation(self, layer: int, neuron: int, x) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
