@@ -68,7 +68,7 @@
 #define SF_WORK 231
 #define SF_BLOCK 256
 
-int sf_api_version(void) { return 4; }
+int sf_api_version(void) { return 5; }
 long sf_nparams(void) { return SF_P; }
 const char *sf_spec_key(void) { return "mlp|2|10|softplus|b|1|identity|b"; }
 
@@ -685,9 +685,7 @@ SF_CLONES int sf_loss_grad(const double *p, const double *X, const double *Y, co
 
 /* Exact Hessian, in two parts:  H = sum_n J_n' (c_n Phi_n) J_n  +  R.
  *
- * J_n = dz_L/dtheta (SF_DOUT rows of length SF_P) carries the dense Gauss-Newton
- * part; the kernel writes its rows, weighted so that the part equals Gp'Gp - Gm'Gm,
- * and the caller accumulates those with a BLAS rank-k update (syrk).
+ * J_n = dz_L/dtheta (SF_DOUT rows of length SF_P) carries the dense Gauss-Newton part.
  *
  * R is the rest.  With M'_l = sum over hidden layers k >= l of T_{k,l}' diag(q_k abar_k) T_{k,l}
  * (recursion M'_{L} = 0, M'_l = S W' M'_{l+1} W S + diag(q abar)), T_{m,l} = dz_m/dz_l and
@@ -697,139 +695,247 @@ SF_CLONES int sf_loss_grad(const double *p, const double *X, const double *Y, co
  *   l <  m:  a~_{l-1,r} (A_{m,l}[i,p] a~_{m-1,j} + d_m[i] C_{m,l}[j,p]),  A = M'_m T_{m,l},
  * where a~ is the layer input with a trailing 1 for the bias (no C-term for the bias
  * entry).  M'_{L-1} and C_{l+1,l} are diagonal, which makes R sparse for one hidden
- * layer.  Only blocks with l <= m are accumulated into R; sf_mirror fills the rest.
+ * layer.  Only the lower triangle of H is accumulated; sf_mirror fills the rest.
  *
- * Samples n0 <= n < n1 of N are processed; loss and grad are accumulated (the caller
- * zeroes them), Gp/Gm rows are written for the chunk (row (n - n0) * SF_DOUT + o of Gp,
- * row (n - n0) * SF_GM + o of Gm); *nminus counts the non-zero rows written to Gm.
- * With Gp == NULL (small problems, where a BLAS call costs more than it saves) the
- * Gauss-Newton part is added to the lower triangle of H here instead. */
+ * Samples go through in blocks of SF_GB with the block forward and backward passes of
+ * sf_loss_grad (plus second derivatives).  For each block and output o, the weighted
+ * Jacobian rows r J_o (r = sqrt(c_n Phi_n,oo)) are formed by back-propagating the unit
+ * vector r e_o through the block, and stored parameter-major in Gp: row k holds
+ * parameter k, one column per (sample, output).  When Gp is full or the range ends,
+ * Gp Gp' is added to H, by the caller's BLAS dsyrk when one is given (a rank-k update at
+ * BLAS speed) and here otherwise (small problems, where a BLAS call costs more than it
+ * saves).  Negative weights (Phi_oo < 0) put their rows, with r = sqrt(-c_n Phi_n,oo), in
+ * Gm, which is subtracted the same way; for softmax, Phi = diag(pr) - pr pr' gives the
+ * rows sqrt(c_n pr_o) J_o in Gp and sqrt(c_n) pr'J in Gm.  The sparse parts of R (the
+ * diagonal blocks named above) are sums over samples of products of block rows, done
+ * with the gradient's dot products; the dense parts of deeper nets, sample by sample.
+ *
+ * Samples n0 <= n < n1 of N are processed; loss, grad and the lower triangle of H are
+ * accumulated (the caller zeroes them).  gbytes bounds the memory of Gp (and Gm). */
+typedef void (*sf_syrk_fn)(char *uplo, char *trans, int *n, int *k, double *alpha, double *a,
+                           int *lda, double *beta, double *c, int *ldc);
 #define SF_GM 1
-SF_CLONES int sf_hess_chunk(const double *p, const double *X, const double *Y, const double *w, long N,
-                  long n0, long n1, double *loss, double *grad, double *H, double *Gp, double *Gm,
-                  long *nminus)
+
+/* H += sign G G' on the lower triangle (H row-major P x P; G: P rows of cols columns,
+ * row stride ld). */
+static void sf_gn_add(const double *restrict G, long ld, long cols, double sign,
+                      double *restrict H, sf_syrk_fn syrk)
 {
-    double z[SF_NTOT], a[SF_NTOT], s[SF_NTOT], q[SF_NTOT], d[SF_NTOT], abar[SF_NTOT];
-    double e[SF_NTOT], ebar[SF_NTOT], Phi[SF_DOUT * SF_DOUT];
-    double *work = (double *)malloc(sizeof(double) * (SF_WORK > 0 ? SF_WORK : 1));
-    if (!work) return 1;
-    double *rows = NULL;
-    if (!Gp) {
-        rows = (double *)malloc(sizeof(double) * (SF_DOUT + SF_GM) * SF_P);
-        if (!rows) { free(work); return 1; }
+    if (cols == 0) return;
+    if (syrk) {   /* Fortran view: G is A (cols x P, lda = ld), H's lower triangle is C's upper */
+        char uplo = 'U', trans = 'T';
+        int n = SF_P, k = (int)cols, lda = (int)ld, ldc = SF_P;
+        double alpha = sign, beta = 1.0;
+        syrk(&uplo, &trans, &n, &k, &alpha, (double *)G, &lda, &beta, H, &ldc);
+        return;
     }
-    /* the forward pass is done a block of samples at a time (vectorized activations),
-     * the rest sample by sample from the block's columns */
-    double *fwd = (double *)malloc(sizeof(double) * SF_GB * SF_BLOCK_ROWS);
-    if (!fwd) { free(work); free(rows); return 1; }
+    for (long r = 0; r < SF_P; ++r) {
+        const double *restrict gr = G + r * ld;
+        double *restrict h = H + r * SF_P;
+        long c = 0;
+#if SF_VEC
+        for (; c + 4 <= r + 1; c += 4) {
+            const double *restrict g0 = G + c * ld, *restrict g1 = g0 + ld;
+            const double *restrict g2 = g1 + ld, *restrict g3 = g2 + ld;
+            sf_v4 a0 = {0.0, 0.0, 0.0, 0.0}, a1 = a0, a2 = a0, a3 = a0;
+            long b = 0;
+            for (; b + 4 <= cols; b += 4) {
+                sf_v4 u, v0, v1, v2, v3;
+                SF_LD4(u, gr + b);
+                SF_LD4(v0, g0 + b); SF_LD4(v1, g1 + b); SF_LD4(v2, g2 + b); SF_LD4(v3, g3 + b);
+                a0 += u * v0; a1 += u * v1; a2 += u * v2; a3 += u * v3;
+            }
+            double s0 = sf_hsum4(&a0), s1 = sf_hsum4(&a1), s2 = sf_hsum4(&a2), s3 = sf_hsum4(&a3);
+            for (; b < cols; ++b) {
+                s0 += gr[b] * g0[b]; s1 += gr[b] * g1[b]; s2 += gr[b] * g2[b]; s3 += gr[b] * g3[b];
+            }
+            h[c] += sign * s0; h[c + 1] += sign * s1; h[c + 2] += sign * s2; h[c + 3] += sign * s3;
+        }
+#endif
+        for (; c <= r; ++c) {
+            const double *restrict gc = G + c * ld;
+            double sum = 0.0;
+            for (long b = 0; b < cols; ++b) sum += gr[b] * gc[b];
+            h[c] += sign * sum;
+        }
+    }
+}
+
+/* The rows r J_o of a block's samples (J_o = dz_{L,o}/dtheta, r a block row of scales)
+ * into G (row k = parameter k, nb columns, row stride ld), by back-propagating the unit
+ * vector r e_o; E is scratch for the back-propagated rows (SF_NTOT rows). */
+static inline void sf_block_jrows(const double *restrict p, int o, const double *restrict r,
+                                  const double *restrict xt, const double *restrict A,
+                                  const double *restrict S, int nb, double *restrict E,
+                                  double *restrict G, long ld)
+{
+    {   /* output layer: only neuron o's parameters are non-zero */
+        const double *restrict in = A + 0 * SF_GB;
+        for (int i = 0; i < 1; ++i) {
+            for (int j = 0; j < 10; ++j) {
+                double *restrict g = G + (30 + (long)i * 10 + j) * ld;
+                const double *restrict inj = in + j * SF_GB;
+                if (i == o) for (int b = 0; b < nb; ++b) g[b] = r[b] * inj[b];
+                else for (int b = 0; b < nb; ++b) g[b] = 0.0;
+            }
+            double *restrict g = G + (40 + (long)i) * ld;
+            if (i == o) for (int b = 0; b < nb; ++b) g[b] = r[b];
+            else for (int b = 0; b < nb; ++b) g[b] = 0.0;
+        }
+        for (int j = 0; j < 10; ++j) {   /* into layer 1 */
+            const double wj = p[30 + o * 10 + j];
+            const double *restrict sj = S + (0 + j) * SF_GB;
+            double *restrict ej = E + (0 + j) * SF_GB;
+            for (int b = 0; b < nb; ++b) ej[b] = wj * r[b] * sj[b];
+        }
+    }
+    {   /* layer 1 */
+        const double *restrict in = xt;
+        for (int i = 0; i < 10; ++i) {
+            const double *restrict ei = E + (0 + i) * SF_GB;
+            for (int j = 0; j < 2; ++j) {
+                double *restrict g = G + (0 + (long)i * 2 + j) * ld;
+                const double *restrict inj = in + j * SF_GB;
+                for (int b = 0; b < nb; ++b) g[b] = ei[b] * inj[b];
+            }
+            double *restrict g = G + (20 + (long)i) * ld;
+            for (int b = 0; b < nb; ++b) g[b] = ei[b];
+        }
+    }
+}
+
+/* Scratch rows of the Hessian kernel beyond the forward pass's: d, abar and the unit
+ * back-propagation (SF_NTOT rows each), and per output the Gauss-Newton scales of Gp
+ * and Gm and (softmax) sqrt(pr). */
+#define SF_HESS_ROWS (SF_BLOCK_ROWS + 3 * SF_NTOT + 3 * SF_DOUT)
+
+SF_CLONES int sf_hessian(const double *p, const double *X, const double *Y, const double *w, long N,
+                         long n0, long n1, double *loss, double *grad, double *H, sf_syrk_fn syrk,
+                         long gbytes)
+{
+    if (n1 <= n0) return 0;
+    /* columns of Gp: samples per rank-k update (whole blocks, about gbytes of Gp) times outputs */
+    const long span = (n1 - n0 + SF_GB - 1) / SF_GB * SF_GB;
+    long cap = syrk ? gbytes / (8L * SF_P * SF_DOUT) / SF_GB * SF_GB : SF_GB;
+    if (cap < SF_GB) cap = SF_GB;
+    if (cap > span) cap = span;
+    const long ldp = cap * SF_DOUT, ldm = cap * SF_GM;
+    double *fwd = (double *)malloc(sizeof(double) * SF_GB * SF_HESS_ROWS);
+    double *Gp = (double *)malloc(sizeof(double) * SF_P * ldp);
+    double *Gm = NULL;   /* allocated at the first negative weight */
+    double *work = NULL;
+    if (!fwd || !Gp) goto fail;
     double *xt = fwd, *yt = xt + SF_DIN * SF_GB, *wt = yt + SF_YDIM * SF_GB;
-    double *Z = wt + SF_GB, *A = Z + SF_NTOT * SF_GB, *S = A + SF_NTOT * SF_GB;
-    double *Q = S + SF_NTOT * SF_GB;
+    double *ell = wt + SF_GB, *Z = ell + SF_GB, *A = Z + SF_NTOT * SF_GB, *S = A + SF_NTOT * SF_GB;
+    double *Q = S + SF_NTOT * SF_GB, *D = Q + SF_NTOT * SF_GB, *AB = D + SF_NTOT * SF_GB;
+    double *E = AB + SF_NTOT * SF_GB, *RP = E + SF_NTOT * SF_GB, *RM = RP + SF_DOUT * SF_GB;
+    double *SQ = RM + SF_DOUT * SF_GB;
+    (void)SQ; (void)RM; (void)work;
     double total = 0.0, block = 0.0;
     const double invN = 1.0 / (double)N;
-    long minus = 0;
-    for (long n = n0; n < n1; ++n) {
-        const double *x = X + n * SF_DIN;
-        const double c = (w ? w[n] : 1.0) * invN;
-        const int b = (int)((n - n0) % SF_GB);
-        if (b == 0) {
-            const int nb = (int)(n1 - n < SF_GB ? n1 - n : SF_GB);
-            sf_block_load(X, Y, w, n, nb, xt, yt, wt);
-            sf_block_forward_2(p, xt, nb, Z, A, S, Q);
+    long cp = 0, cm = 0;   /* columns used in Gp and Gm */
+    for (long n = n0; n < n1; n += SF_GB) {
+        const int nb = (int)(n1 - n < SF_GB ? n1 - n : SF_GB);
+        if (cp + SF_GB * SF_DOUT > ldp) {
+            sf_gn_add(Gp, ldp, cp, 1.0, H, syrk);
+            sf_gn_add(Gm, ldm, cm, -1.0, H, syrk);
+            cp = cm = 0;
         }
-        for (int i = 0; i < SF_NTOT; ++i) z[i] = Z[i * SF_GB + b];
-        for (int i = 0; i < 10; ++i) {   /* hidden layers only */
-            a[i] = A[i * SF_GB + b];
-            s[i] = S[i * SF_GB + b];
-            q[i] = Q[i * SF_GB + b];
-        }
-        const double *zL = z + 10;
-        double *dL = d + 10;
-        const double ell = sf_output(2, zL, Y + n * SF_YDIM, dL, Phi);
-        block += (w ? w[n] : 1.0) * ell;
-        if ((n - n0 + 1) % SF_BLOCK == 0) { total += block; block = 0.0; }
-        for (int o = 0; o < SF_DOUT; ++o) dL[o] *= c;
-        sf_backward(p, x, a, s, d, abar, grad);
+        sf_block_load(X, Y, w, n, nb, xt, yt, wt);
+        sf_block_forward_2(p, xt, nb, Z, A, S, Q);
 
-        /* Gauss-Newton rows: J_o by back-propagating the unit vector e_o */
-        double *gp = Gp ? Gp + (n - n0) * SF_DOUT * SF_P : rows;
-        double *gm = Gp ? Gm + (n - n0) * SF_GM * SF_P : rows + SF_DOUT * SF_P;
+        /* per-sample loss, dloss/dzL (weighted) and Gauss-Newton scales */
+        const double *ZL = Z + 10 * SF_GB;
+        double *DL = D + 10 * SF_GB;
+        int neg[SF_DOUT] = {0};
+        for (int b = 0; b < nb; ++b) {
+            double zb[SF_DOUT], yb[SF_YDIM], gb[SF_DOUT], Phi[SF_DOUT * SF_DOUT];
+            for (int o = 0; o < SF_DOUT; ++o) zb[o] = ZL[o * SF_GB + b];
+            for (int o = 0; o < SF_YDIM; ++o) yb[o] = yt[o * SF_GB + b];
+            ell[b] = sf_output(2, zb, yb, gb, Phi);
+            const double c = wt[b] * invN;
+            for (int o = 0; o < SF_DOUT; ++o) DL[o * SF_GB + b] = gb[o] * c;
+            for (int o = 0; o < SF_DOUT; ++o) {   /* Phi is diagonal: split by sign (NaN stays) */
+                const double v = c * Phi[o * SF_DOUT + o];
+                if (v < 0.0) { RP[o * SF_GB + b] = 0.0; RM[o * SF_GB + b] = sqrt(-v); neg[o] = 1; }
+                else { RP[o * SF_GB + b] = sqrt(v); RM[o * SF_GB + b] = 0.0; }
+            }
+        }
+        (void)neg;
+        block += sf_block_sum(wt, ell, nb);
+        if ((n - n0) / SF_GB % (SF_BLOCK / SF_GB) == SF_BLOCK / SF_GB - 1) { total += block; block = 0.0; }
+
+        /* gradient; d and abar of every layer */
+        for (int i = 0; i < 1; ++i)
+            sf_block_dots(D + (10 + i) * SF_GB, A + 0 * SF_GB, 10, nb,
+                          grad + 30 + i * 10, 1, grad + 40 + i);
+        sf_block_matmul(p + 30, 1, 10, 10, 1, NULL, D + 10 * SF_GB, nb,
+                        NULL, AB + 0 * SF_GB);
+        for (long r = 0 * SF_GB; r < 10 * SF_GB; r += SF_GB)
+            for (int b = 0; b < nb; ++b) D[r + b] = AB[r + b] * S[r + b];
+        for (int i = 0; i < 10; ++i)
+            sf_block_dots(D + (0 + i) * SF_GB, xt, 2, nb,
+                          grad + 0 + i * 2, 1, grad + 20 + i);
+
+        /* Gauss-Newton columns */
+        for (int o = 0; o < SF_DOUT; ++o)
+            sf_block_jrows(p, o, RP + o * SF_GB, xt, A, S, nb, E, Gp + cp + (long)o * nb, ldp);
         for (int o = 0; o < SF_DOUT; ++o) {
-            double *Jo = gp + o * SF_P;
-            memset(Jo, 0, sizeof(double) * SF_P);
-            for (int k = 0; k < SF_DOUT; ++k) e[10 + k] = (k == o) ? 1.0 : 0.0;
-            sf_backward(p, x, a, s, e, ebar, Jo);
+            if (!neg[o]) continue;
+            if (!Gm && !(Gm = (double *)malloc(sizeof(double) * SF_P * ldm))) goto fail;
+            sf_block_jrows(p, o, RM + o * SF_GB, xt, A, S, nb, E, Gm + cm, ldm);
+            cm += nb;
         }
-        for (int o = 0; o < SF_DOUT; ++o) {   /* Phi is diagonal: split rows by sign */
-            double *Jo = gp + o * SF_P;
-            double *Mo = gm + o * SF_P;
-            const double wt = c * Phi[o * SF_DOUT + o];
-            const double r = sqrt(fabs(wt));
-            if (wt >= 0.0) {
-                for (long k = 0; k < SF_P; ++k) Jo[k] *= r;
-                memset(Mo, 0, sizeof(double) * SF_P);
-            } else {
-                for (long k = 0; k < SF_P; ++k) { Mo[k] = r * Jo[k]; Jo[k] = 0.0; }
-                minus += 1;
-            }
-        }
-        if (!Gp) {   /* small problem: H += Gp'Gp - Gm'Gm on the lower triangle, here */
-            for (int o = 0; o < SF_DOUT + SF_GM; ++o) {
-                const double *J = rows + o * SF_P;
-                const double sign = o < SF_DOUT ? 1.0 : -1.0;
-                for (long r = 0; r < SF_P; ++r) {
-                    const double v = sign * J[r];
-                    if (v == 0.0) continue;
-                    double *restrict Hrow = H + r * SF_P;
-                    for (long c = 0; c <= r; ++c) Hrow[c] += v * J[c];
-                }
-            }
-        }
+        cp += (long)nb * SF_DOUT;
 
-        /* ---- the rest, R ---- */
-        { /* R block: rows layer 1, columns layer 1 (K: diag, C: none) */
-            const double *restrict inm = x;
-            const double *restrict inl = x;
+        /* ---- the rest, R: its sparse blocks as sums over the block's samples ---- */
+        { /* R block: rows layer 1, columns layer 1 (K diagonal) */
+            const double *restrict inl = xt;
+            double u[SF_GB];
             for (int i = 0; i < 10; ++i) {
-                const double kii = q[0 + i] * abar[0 + i];
-                for (int j = 0; j < 3; ++j) {
-                    const int isw = j < 2;
-                    const long row = isw ? 0 + (long)i * 2 + j : 20 + i;
-                    double *restrict Hrow = H + row * SF_P;
-                    {   /* only column neuron k = i */
-                        const double vk = kii * (isw ? inm[j] : 1.0);
-                        double *restrict h = Hrow + 0 + i * 2;
-                        for (int r = 0; r < 2; ++r) h[r] += vk * inl[r];
-                        Hrow[20 + i] += vk;
-                    }
+                /* K_ii = q_i abar_i; layer m == l, so only columns r <= j of neuron i */
+                const double *restrict qi = Q + (0 + i) * SF_GB;
+                const double *restrict abi = AB + (0 + i) * SF_GB;
+                for (int j = 0; j < 2; ++j) {
+                    const double *restrict aj = inl + j * SF_GB;
+                    for (int b = 0; b < nb; ++b) u[b] = qi[b] * abi[b] * aj[b];
+                    double *restrict Hrow = H + (0 + (long)i * 2 + j) * SF_P;
+                    sf_block_dots(u, inl, j + 1, nb, Hrow + 0 + i * 2, 0, Hrow);
                 }
+                for (int b = 0; b < nb; ++b) u[b] = qi[b] * abi[b];
+                double *restrict Hrow = H + (20 + (long)i) * SF_P;
+                sf_block_dots(u, inl, 2, nb, Hrow + 0 + i * 2, 1, Hrow + 20 + i);
             }
         }
-        { /* R block: rows layer 2, columns layer 1 (K: none, C: diag) */
-            const double *restrict inm = a + 0;
-            const double *restrict inl = x;
+        { /* R block: rows layer 2, columns layer 1 (C diagonal) */
+            const double *restrict inl = xt;
+            double u[SF_GB];
             for (int i = 0; i < 1; ++i) {
-                const double di = d[10 + i];
-                for (int j = 0; j < 11; ++j) {
-                    const int isw = j < 10;
-                    const long row = isw ? 30 + (long)i * 10 + j : 40 + i;
-                    double *restrict Hrow = H + row * SF_P;
-                    if (isw) {   /* only column neuron k = j */
-                        const double vk = di * s[0 + j];
-                        double *restrict h = Hrow + 0 + j * 2;
-                        for (int r = 0; r < 2; ++r) h[r] += vk * inl[r];
-                        Hrow[20 + j] += vk;
-                    }
+                /* d_i s_j for the weight from neuron j of layer l (the bias row has no C-term) */
+                const double *restrict di = D + (10 + i) * SF_GB;
+                for (int j = 0; j < 10; ++j) {
+                    const double *restrict sj = S + (0 + j) * SF_GB;
+                    for (int b = 0; b < nb; ++b) u[b] = di[b] * sj[b];
+                    double *restrict Hrow = H + (30 + (long)i * 10 + j) * SF_P;
+                    sf_block_dots(u, inl, 2, nb, Hrow + 0 + j * 2, 1, Hrow + 20 + j);
                 }
             }
         }
     }
+    sf_gn_add(Gp, ldp, cp, 1.0, H, syrk);
+    sf_gn_add(Gm, ldm, cm, -1.0, H, syrk);
     free(fwd);
+    free(Gp);
+    free(Gm);
     free(work);
-    free(rows);
     *loss += (total + block) * invN;
-    *nminus += minus;
     return 0;
+fail:
+    free(fwd);
+    free(Gp);
+    free(Gm);
+    free(work);
+    return 1;
 }
 
 /* Copy the lower triangle of the P x P matrix H into its upper triangle, in tiles of

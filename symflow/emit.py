@@ -23,7 +23,7 @@ from .spec import MLP
 __all__ = ["API_VERSION", "emit_source", "cdef", "template_text", "templates_digest", "print_c"]
 
 #: Version of the C interface declared in ``templates/cdef.h.j2``.
-API_VERSION = 4
+API_VERSION = 5
 
 _TEMPLATES = ("kernels.c.j2", "cdef.h.j2", "generated_module.py.j2", "math_helpers.h",
               "gaussian.c.j2", "gaussian_cdef.h.j2", "gaussian_math.h")
@@ -329,6 +329,7 @@ def _context(spec: MLP) -> dict:
                 "coff": pair_of[(m, lo)]["coff"] if m != lo else 0,
                 "czoff": zoff[m - 2] if m >= 2 else 0,
             })
+            blocks[-1]["full"] = "full" in (blocks[-1]["kterm"], blocks[-1]["cross"])
 
     key_c = spec.key.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return {
@@ -337,6 +338,7 @@ def _context(spec: MLP) -> dict:
         "L": L, "P": spec.nparams, "din": spec.din, "dout": spec.dout,
         "softmax": spec.softmax, "ntot": z_total, "work": work, "uoff": uoff,
         "acts": acts, "outs": outs, "layers": layers, "pairs": pairs, "blocks": blocks,
+        "any_full": any(blk["full"] for blk in blocks),
     }
 
 

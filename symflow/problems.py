@@ -25,8 +25,9 @@ from .spec import MLP
 
 __all__ = ["Net"]
 
-# Memory for one chunk of weighted Jacobian rows in the Hessian (bounded, so huge N is fine).
-_CHUNK_BYTES = 64 * 2**20
+# Memory per kernel call for the weighted Jacobian columns of the Hessian that go to one
+# BLAS rank-k update (small enough to stay in cache between the kernel and dsyrk).
+_CHUNK_BYTES = 2 * 2**20
 
 
 # Below this many samples per thread, splitting the data costs more than it saves.
@@ -86,13 +87,20 @@ def _run(tasks):
     return list(_executor(len(tasks)).map(lambda task: task(), tasks))
 
 
-def _syrk(alpha: float, a: np.ndarray, c: np.ndarray) -> None:
-    """c += alpha * a @ a.T on the upper triangle, in place (BLAS dsyrk; c Fortran-ordered)."""
-    from scipy.linalg.blas import dsyrk
+@lru_cache(maxsize=None)
+def _dsyrk_address() -> int:
+    """Address of BLAS dsyrk, from SciPy's Cython BLAS (its published C-level API, the
+    BLAS SciPy itself links), for the Hessian kernel to call directly."""
+    import ctypes
 
-    out = dsyrk(alpha, a, beta=1.0, c=c, trans=0, lower=0, overwrite_c=1)
-    if not np.shares_memory(out, c):  # pragma: no cover - f2py copies only on layout mismatch
-        c[...] = out
+    from scipy.linalg import cython_blas
+
+    capsule = cython_blas.__pyx_capi__["dsyrk"]
+    api = ctypes.pythonapi
+    api.PyCapsule_GetName.restype, api.PyCapsule_GetName.argtypes = ctypes.c_char_p, [ctypes.py_object]
+    api.PyCapsule_GetPointer.restype = ctypes.c_void_p
+    api.PyCapsule_GetPointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    return api.PyCapsule_GetPointer(capsule, api.PyCapsule_GetName(capsule))
 
 
 def _is_int(value) -> bool:
@@ -427,72 +435,46 @@ class Net:
     def loss_gradient_hessian(self, p) -> tuple[float, np.ndarray, np.ndarray]:
         """``(loss, gradient, Hessian)`` at ``p``.
 
-        The compiled kernel returns, per chunk of samples, the sparse second-order
-        part of the Hessian and the weighted Jacobian rows of the Gauss-Newton part,
-        which are accumulated with a BLAS rank-k update (``dsyrk``); small problems
-        do everything in one kernel call.
+        The compiled kernel sums the sparse second-order part of the Hessian over
+        blocks of samples and writes the weighted Jacobian columns of the Gauss-Newton
+        part, which it accumulates with BLAS rank-k updates (``dsyrk``, called from C);
+        small problems sum that part in C as well.
         """
         p, pp = self._p(p)
-        P, N = p.shape[0], self.nsamples
-        if N * P * P <= _SMALL_HESSIAN_WORK:
-            value, grad, hess = self._hessian_direct(pp, P)
-        else:
-            value, grad, hess = self._hessian_chunked(pp, P)
+        value, grad, hess = self._hessian(pp, p.shape[0])
         if self._regularised:
             rl, rg, rh = self._reg(p, 2)
             value, grad, hess = value + rl, grad + rg, hess + rh
         return float(value), grad, hess
 
-    def _hessian_direct(self, pp, P: int):
-        """One kernel call, Gauss-Newton part summed in C (no BLAS, chunks or threads)."""
+    def _hessian(self, pp, P: int):
+        """Sample ranges over threads, each with its own lower triangle (summed at the end)."""
         ffi, lib, N = self._ffi, self._lib, self.nsamples
-        grad, hess = np.zeros(P), np.zeros((P, P))
-        loss, nminus = ffi.new("double *"), ffi.new("long *")
-        status = lib.sf_hess_chunk(pp, self._pX, self._pY, self._pw, N, 0, N, loss,
-                                   self._buf(grad), self._buf(hess), ffi.NULL, ffi.NULL, nminus)
-        if status != 0:
+        if N * P * P <= _SMALL_HESSIAN_WORK:
+            syrk, threads = ffi.NULL, 1
+        else:
+            syrk = ffi.cast("sf_syrk_fn", _dsyrk_address())
+            threads = 1 if P > _MAX_THREADED_HESSIAN_P else (self.threads or default_threads())
+        ranges = _ranges(0, N, threads)
+        grads = np.zeros((len(ranges), P))
+        hs = [np.zeros((P, P)) for _ in ranges]
+        losses = ffi.new("double[]", len(ranges))
+
+        def call(t, r):
+            return lib.sf_hessian(pp, self._pX, self._pY, self._pw, N, *r, losses + t,
+                                  self._buf(grads[t]), self._buf(hs[t]), syrk, _CHUNK_BYTES)
+
+        if len(ranges) == 1:
+            status = (call(0, ranges[0]),)
+        else:
+            status = _run([lambda t=t, r=r: call(t, r) for t, r in enumerate(ranges)])
+        if any(status):
             raise self._no_workspace("Hessian")
+        hess = hs[0]
+        for h in hs[1:]:
+            hess += h
         lib.sf_mirror(self._buf(hess))
-        return loss[0], grad, hess
-
-    def _hessian_chunked(self, pp, P: int):
-        """Chunks of samples over threads; Gauss-Newton part by BLAS dsyrk."""
-        ffi, lib, N, spec = self._ffi, self._lib, self.nsamples, self.spec
-        gm_rows = 1 if spec.softmax else spec.dout
-        chunk = max(1, min(N, _CHUNK_BYTES // (8 * P * (spec.dout + gm_rows))))
-        threads = 1 if P > _MAX_THREADED_HESSIAN_P else (self.threads or default_threads())
-        nparts = max(len(_ranges(n0, min(N, n0 + chunk), threads)) for n0 in range(0, N, chunk))
-        grads = np.zeros((nparts, P))
-        # Lower triangles (C order) of per-thread remainders; part 0 also collects the
-        # Gauss-Newton rank-k updates, so one buffer becomes the Hessian.
-        rests = np.zeros((nparts, P, P))
-        losses = ffi.new("double[]", nparts)
-        nminus = ffi.new("long[]", nparts)
-        Gp = np.empty((chunk * spec.dout, P))
-        Gm = np.empty((chunk * gm_rows, P))
-
-        def task(t, n0, a, b):
-            status = lib.sf_hess_chunk(
-                pp, self._pX, self._pY, self._pw, N, a, b, losses + t,
-                self._buf(grads[t]), self._buf(rests[t]),
-                self._buf(Gp[(a - n0) * spec.dout:]),
-                self._buf(Gm[(a - n0) * gm_rows:]), nminus + t)
-            if status != 0:
-                raise self._no_workspace("Hessian")
-
-        for n0 in range(0, N, chunk):
-            n1 = min(N, n0 + chunk)
-            ranges = _ranges(n0, n1, threads)
-            before = sum(nminus[t] for t in range(nparts))
-            _run([lambda t=t, r=r: task(t, n0, *r) for t, r in enumerate(ranges)])
-            # rests[0].T is the Fortran view of the C-ordered buffer: dsyrk's upper triangle
-            # there is the lower triangle here, updated in place with Gp'Gp (and -Gm'Gm).
-            _syrk(1.0, Gp[: (n1 - n0) * spec.dout].T, rests[0].T)
-            if sum(nminus[t] for t in range(nparts)) > before:
-                _syrk(-1.0, Gm[: (n1 - n0) * gm_rows].T, rests[0].T)
-        hess = rests.sum(axis=0) if nparts > 1 else rests[0]
-        lib.sf_mirror(self._buf(hess))
-        return sum(losses[t] for t in range(nparts)), grads.sum(axis=0), hess
+        return sum(losses[0:len(ranges)]), grads.sum(axis=0), hess
 
     def hessian(self, p) -> np.ndarray:
         """Exact Hessian of the loss at ``p`` (P x P, symmetric)."""
