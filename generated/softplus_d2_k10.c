@@ -717,9 +717,10 @@ typedef void (*sf_syrk_fn)(char *uplo, char *trans, int *n, int *k, double *alph
 #define SF_GM 1
 
 /* H += sign G G' on the lower triangle (H row-major P x P; G: P rows of cols columns,
- * row stride ld). */
+ * row stride ld).  Without BLAS, as rank-4 updates of the rows of H (contiguous, so they
+ * vectorize) from four columns of G at a time copied to col (scratch of 4 SF_P). */
 static void sf_gn_add(const double *restrict G, long ld, long cols, double sign,
-                      double *restrict H, sf_syrk_fn syrk)
+                      double *restrict H, sf_syrk_fn syrk, double *restrict col)
 {
     if (cols == 0) return;
     if (syrk) {   /* Fortran view: G is A (cols x P, lda = ld), H's lower triangle is C's upper */
@@ -729,34 +730,21 @@ static void sf_gn_add(const double *restrict G, long ld, long cols, double sign,
         syrk(&uplo, &trans, &n, &k, &alpha, (double *)G, &lda, &beta, H, &ldc);
         return;
     }
-    for (long r = 0; r < SF_P; ++r) {
-        const double *restrict gr = G + r * ld;
-        double *restrict h = H + r * SF_P;
-        long c = 0;
-#if SF_VEC
-        for (; c + 4 <= r + 1; c += 4) {
-            const double *restrict g0 = G + c * ld, *restrict g1 = g0 + ld;
-            const double *restrict g2 = g1 + ld, *restrict g3 = g2 + ld;
-            sf_v4 a0 = {0.0, 0.0, 0.0, 0.0}, a1 = a0, a2 = a0, a3 = a0;
-            long b = 0;
-            for (; b + 4 <= cols; b += 4) {
-                sf_v4 u, v0, v1, v2, v3;
-                SF_LD4(u, gr + b);
-                SF_LD4(v0, g0 + b); SF_LD4(v1, g1 + b); SF_LD4(v2, g2 + b); SF_LD4(v3, g3 + b);
-                a0 += u * v0; a1 += u * v1; a2 += u * v2; a3 += u * v3;
-            }
-            double s0 = sf_hsum4(&a0), s1 = sf_hsum4(&a1), s2 = sf_hsum4(&a2), s3 = sf_hsum4(&a3);
-            for (; b < cols; ++b) {
-                s0 += gr[b] * g0[b]; s1 += gr[b] * g1[b]; s2 += gr[b] * g2[b]; s3 += gr[b] * g3[b];
-            }
-            h[c] += sign * s0; h[c + 1] += sign * s1; h[c + 2] += sign * s2; h[c + 3] += sign * s3;
+    for (long b = 0; b < cols; b += 4) {
+        const int R = cols - b < 4 ? (int)(cols - b) : 4;
+        double *restrict c0 = col, *restrict c1 = col + SF_P, *restrict c2 = c1 + SF_P, *restrict c3 = c2 + SF_P;
+        for (long k = 0; k < SF_P; ++k) {
+            const double *restrict gk = G + k * ld + b;
+            c0[k] = gk[0];
+            c1[k] = R > 1 ? gk[1] : 0.0;
+            c2[k] = R > 2 ? gk[2] : 0.0;
+            c3[k] = R > 3 ? gk[3] : 0.0;
         }
-#endif
-        for (; c <= r; ++c) {
-            const double *restrict gc = G + c * ld;
-            double sum = 0.0;
-            for (long b = 0; b < cols; ++b) sum += gr[b] * gc[b];
-            h[c] += sign * sum;
+        for (long r = 0; r < SF_P; ++r) {
+            const double v0 = sign * c0[r], v1 = sign * c1[r], v2 = sign * c2[r], v3 = sign * c3[r];
+            if (v0 == 0.0 && v1 == 0.0 && v2 == 0.0 && v3 == 0.0) continue;   /* sparse J rows */
+            double *restrict h = H + r * SF_P;
+            for (long c = 0; c <= r; ++c) h[c] += v0 * c0[c] + v1 * c1[c] + v2 * c2[c] + v3 * c3[c];
         }
     }
 }
@@ -824,7 +812,8 @@ SF_CLONES int sf_hessian(const double *p, const double *X, const double *Y, cons
     double *Gp = (double *)malloc(sizeof(double) * SF_P * ldp);
     double *Gm = NULL;   /* allocated at the first negative weight */
     double *work = NULL;
-    if (!fwd || !Gp) goto fail;
+    double *col = syrk ? NULL : (double *)malloc(sizeof(double) * 4 * SF_P);
+    if (!fwd || !Gp || (!syrk && !col)) goto fail;
     double *xt = fwd, *yt = xt + SF_DIN * SF_GB, *wt = yt + SF_YDIM * SF_GB;
     double *ell = wt + SF_GB, *Z = ell + SF_GB, *A = Z + SF_NTOT * SF_GB, *S = A + SF_NTOT * SF_GB;
     double *Q = S + SF_NTOT * SF_GB, *D = Q + SF_NTOT * SF_GB, *AB = D + SF_NTOT * SF_GB;
@@ -837,8 +826,8 @@ SF_CLONES int sf_hessian(const double *p, const double *X, const double *Y, cons
     for (long n = n0; n < n1; n += SF_GB) {
         const int nb = (int)(n1 - n < SF_GB ? n1 - n : SF_GB);
         if (cp + SF_GB * SF_DOUT > ldp) {
-            sf_gn_add(Gp, ldp, cp, 1.0, H, syrk);
-            sf_gn_add(Gm, ldm, cm, -1.0, H, syrk);
+            sf_gn_add(Gp, ldp, cp, 1.0, H, syrk, col);
+            sf_gn_add(Gm, ldm, cm, -1.0, H, syrk, col);
             cp = cm = 0;
         }
         sf_block_load(X, Y, w, n, nb, xt, yt, wt);
@@ -922,12 +911,13 @@ SF_CLONES int sf_hessian(const double *p, const double *X, const double *Y, cons
             }
         }
     }
-    sf_gn_add(Gp, ldp, cp, 1.0, H, syrk);
-    sf_gn_add(Gm, ldm, cm, -1.0, H, syrk);
+    sf_gn_add(Gp, ldp, cp, 1.0, H, syrk, col);
+    sf_gn_add(Gm, ldm, cm, -1.0, H, syrk, col);
     free(fwd);
     free(Gp);
     free(Gm);
     free(work);
+    free(col);
     *loss += (total + block) * invN;
     return 0;
 fail:
@@ -935,6 +925,7 @@ fail:
     free(Gp);
     free(Gm);
     free(work);
+    free(col);
     return 1;
 }
 

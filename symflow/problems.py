@@ -27,7 +27,7 @@ __all__ = ["Net"]
 
 # Memory per kernel call for the weighted Jacobian columns of the Hessian that go to one
 # BLAS rank-k update (small enough to stay in cache between the kernel and dsyrk).
-_CHUNK_BYTES = 2 * 2**20
+_CHUNK_BYTES = 2**20
 
 
 # Below this many samples per thread, splitting the data costs more than it saves.
@@ -451,24 +451,25 @@ class Net:
         """Sample ranges over threads, each with its own lower triangle (summed at the end)."""
         ffi, lib, N = self._ffi, self._lib, self.nsamples
         if N * P * P <= _SMALL_HESSIAN_WORK:
-            syrk, threads = ffi.NULL, 1
+            syrk, ranges = ffi.NULL, [(0, N)]
         else:
             syrk = ffi.cast("sf_syrk_fn", _dsyrk_address())
             threads = 1 if P > _MAX_THREADED_HESSIAN_P else (self.threads or default_threads())
-        ranges = _ranges(0, N, threads)
+            ranges = _ranges(0, N, threads)
+        losses = ffi.new("double[]", len(ranges))
         grads = np.zeros((len(ranges), P))
         hs = [np.zeros((P, P)) for _ in ranges]
-        losses = ffi.new("double[]", len(ranges))
 
         def call(t, r):
             return lib.sf_hessian(pp, self._pX, self._pY, self._pw, N, *r, losses + t,
                                   self._buf(grads[t]), self._buf(hs[t]), syrk, _CHUNK_BYTES)
 
-        if len(ranges) == 1:
-            status = (call(0, ranges[0]),)
-        else:
-            status = _run([lambda t=t, r=r: call(t, r) for t, r in enumerate(ranges)])
-        if any(status):
+        if len(ranges) == 1:  # no thread pool, closures or sums for a single range
+            if call(0, ranges[0]) != 0:
+                raise self._no_workspace("Hessian")
+            lib.sf_mirror(self._buf(hs[0]))
+            return losses[0], grads[0], hs[0]
+        if any(_run([lambda t=t, r=r: call(t, r) for t, r in enumerate(ranges)])):
             raise self._no_workspace("Hessian")
         hess = hs[0]
         for h in hs[1:]:
