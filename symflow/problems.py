@@ -103,6 +103,36 @@ def _dsyrk_address() -> int:
     return api.PyCapsule_GetPointer(capsule, api.PyCapsule_GetName(capsule))
 
 
+@lru_cache(maxsize=None)
+def _blas_single_thread():
+    """A function that makes BLAS calls from the calling thread single-threaded, or None.
+
+    Threaded Hessians call dsyrk from every worker thread at once; with the BLAS's own
+    threads on top, the machine is oversubscribed (2-thread runs became slower than
+    1-thread ones).  OpenBLAS (SciPy's BLAS) has a per-thread setting for this.
+    """
+    import ctypes
+
+    class DlInfo(ctypes.Structure):
+        _fields_ = [("fname", ctypes.c_char_p), ("fbase", ctypes.c_void_p),
+                    ("sname", ctypes.c_char_p), ("saddr", ctypes.c_void_p)]
+
+    try:
+        libc = ctypes.CDLL(None)
+        info = DlInfo()
+        if not libc.dladdr(ctypes.c_void_p(_dsyrk_address()), ctypes.byref(info)):
+            return None
+        blas = ctypes.CDLL(info.fname)
+    except (OSError, AttributeError):  # pragma: no cover - no dladdr (not glibc/macOS)
+        return None
+    for name in ("openblas_set_num_threads_local", "scipy_openblas_set_num_threads_local"):
+        setter = getattr(blas, name, None)
+        if setter is not None:
+            setter.argtypes, setter.restype = [ctypes.c_int], ctypes.c_int
+            return lambda: setter(1)
+    return None  # pragma: no cover - other BLAS: its threads stay as configured
+
+
 def _is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
@@ -469,7 +499,14 @@ class Net:
                 raise self._no_workspace("Hessian")
             lib.sf_mirror(self._buf(hs[0]))
             return losses[0], grads[0], hs[0]
-        if any(_run([lambda t=t, r=r: call(t, r) for t, r in enumerate(ranges)])):
+        single = _blas_single_thread() if syrk != ffi.NULL else None
+
+        def task(t, r):  # on a worker thread of symflow's pool
+            if single is not None:
+                single()
+            return call(t, r)
+
+        if any(_run([lambda t=t, r=r: task(t, r) for t, r in enumerate(ranges)])):
             raise self._no_workspace("Hessian")
         hess = hs[0]
         for h in hs[1:]:
