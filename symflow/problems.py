@@ -34,10 +34,11 @@ _CHUNK_BYTES = 2**20
 _MIN_SAMPLES_PER_THREAD = 2048
 # Below this N * P^2, the Gauss-Newton part is summed in C rather than by BLAS dsyrk.
 _SMALL_HESSIAN_WORK = 500_000
-# Per-thread copies of the Hessian remainder are only made up to this many parameters.
+# Per-thread Hessian triangles are only made up to this many parameters.
 _MAX_THREADED_HESSIAN_P = 3000
 
 _pool_lock = threading.Lock()
+_worker_state = threading.local()  # per worker thread: BLAS already made single-threaded
 _pool: ThreadPoolExecutor | None = None
 
 
@@ -90,12 +91,14 @@ def _run(tasks):
 @lru_cache(maxsize=None)
 def _dsyrk_address() -> int:
     """Address of BLAS dsyrk, from SciPy's Cython BLAS (its published C-level API, the
-    BLAS SciPy itself links), for the Hessian kernel to call directly."""
+    BLAS SciPy itself links), for the Hessian kernel to call directly; 0 if unavailable."""
     import ctypes
 
     from scipy.linalg import cython_blas
 
-    capsule = cython_blas.__pyx_capi__["dsyrk"]
+    capsule = getattr(cython_blas, "__pyx_capi__", {}).get("dsyrk")
+    if capsule is None:  # pragma: no cover - SciPy without it: the kernel's own C loops
+        return 0
     api = ctypes.pythonapi
     api.PyCapsule_GetName.restype, api.PyCapsule_GetName.argtypes = ctypes.c_char_p, [ctypes.py_object]
     api.PyCapsule_GetPointer.restype = ctypes.c_void_p
@@ -117,6 +120,8 @@ def _blas_single_thread():
         _fields_ = [("fname", ctypes.c_char_p), ("fbase", ctypes.c_void_p),
                     ("sname", ctypes.c_char_p), ("saddr", ctypes.c_void_p)]
 
+    if not _dsyrk_address():  # pragma: no cover - no BLAS calls at all then
+        return None
     try:
         libc = ctypes.CDLL(None)
         info = DlInfo()
@@ -480,7 +485,7 @@ class Net:
     def _hessian(self, pp, P: int):
         """Sample ranges over threads, each with its own lower triangle (summed at the end)."""
         ffi, lib, N = self._ffi, self._lib, self.nsamples
-        if N * P * P <= _SMALL_HESSIAN_WORK:
+        if N * P * P <= _SMALL_HESSIAN_WORK or not _dsyrk_address():
             syrk, ranges = ffi.NULL, [(0, N)]
         else:
             syrk = ffi.cast("sf_syrk_fn", _dsyrk_address())
@@ -494,16 +499,17 @@ class Net:
             return lib.sf_hessian(pp, self._pX, self._pY, self._pw, N, *r, losses + t,
                                   self._buf(grads[t]), self._buf(hs[t]), syrk, _CHUNK_BYTES)
 
-        if len(ranges) == 1:  # no thread pool, closures or sums for a single range
+        if len(ranges) == 1:  # no thread pool and no sums for a single range
             if call(0, ranges[0]) != 0:
                 raise self._no_workspace("Hessian")
             lib.sf_mirror(self._buf(hs[0]))
             return losses[0], grads[0], hs[0]
         single = _blas_single_thread() if syrk != ffi.NULL else None
 
-        def task(t, r):  # on a worker thread of symflow's pool
-            if single is not None:
+        def task(t, r):  # on a worker thread of symflow's pool (setting it is not cheap)
+            if single is not None and not getattr(_worker_state, "blas_single", False):
                 single()
+                _worker_state.blas_single = True
             return call(t, r)
 
         if any(_run([lambda t=t, r=r: task(t, r) for t, r in enumerate(ranges)])):
