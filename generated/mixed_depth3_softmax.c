@@ -499,7 +499,7 @@ static inline void sf_backward(const double *restrict p, const double *restrict 
  * weights held in registers, so it vectorizes: a layer is a small matrix-matrix
  * product, the activations are evaluated on whole rows, and the gradient is a sum of
  * per-row dot products.  The last block of a range may be partial (nb < SF_GB).
- * sf_hess_chunk uses the same forward pass for its blocks.
+ * sf_hessian uses the same forward and backward passes for its blocks.
  *
  * Scratch (doubles): xt (SF_DIN rows), yt (SF_YDIM rows), wt and ell (one row each),
  * z, a, s and d (SF_NTOT rows each; s and d only for the gradient; the Hessian kernel
