@@ -695,7 +695,8 @@ SF_CLONES int sf_loss_grad(const double *p, const double *X, const double *Y, co
  *   l <  m:  a~_{l-1,r} (A_{m,l}[i,p] a~_{m-1,j} + d_m[i] C_{m,l}[j,p]),  A = M'_m T_{m,l},
  * where a~ is the layer input with a trailing 1 for the bias (no C-term for the bias
  * entry).  M'_{L-1} and C_{l+1,l} are diagonal, which makes R sparse for one hidden
- * layer.  Only the lower triangle of H is accumulated; sf_mirror fills the rest.
+ * layer.  Only the lower triangle of H is accumulated (the C path of sf_gn_add may
+ * also write just above the diagonal); sf_mirror fills the rest.
  *
  * Samples go through in blocks of SF_GB with the block forward and backward passes of
  * sf_loss_grad (plus second derivatives).  For each block and output o, the weighted
@@ -703,10 +704,10 @@ SF_CLONES int sf_loss_grad(const double *p, const double *X, const double *Y, co
  * vector r e_o through the block, and stored parameter-major in Gp: row k holds
  * parameter k, one column per (sample, output).  When Gp is full or the range ends,
  * Gp Gp' is added to H, by the caller's BLAS dsyrk when one is given (a rank-k update at
- * BLAS speed) and here otherwise (small problems, where a BLAS call costs more than it
- * saves).  Negative weights (Phi_oo < 0) put their rows, with r = sqrt(-c_n Phi_n,oo), in
- * Gm, which is subtracted the same way; for softmax, Phi = diag(pr) - pr pr' gives the
- * rows sqrt(c_n pr_o) J_o in Gp and sqrt(c_n) pr'J in Gm.  The sparse parts of R (the
+ * BLAS speed) and here otherwise (without SciPy's BLAS).  Negative weights (Phi_oo < 0)
+ * put their rows, with r = sqrt(-c_n Phi_n,oo), in Gm, which is subtracted the same way;
+ * for softmax, Phi = diag(pr) - pr pr' gives the rows sqrt(c_n pr_o) J_o in Gp and
+ * sqrt(c_n) pr'J in Gm.  The sparse parts of R (the
  * diagonal blocks named above) are sums over samples of products of block rows, done
  * with the gradient's dot products; the dense parts of deeper nets, sample by sample.
  *
@@ -717,8 +718,81 @@ typedef void (*sf_syrk_fn)(char *uplo, char *trans, int *n, int *k, double *alph
 #define SF_GM 1
 
 /* H += sign G G' on the lower triangle (H row-major P x P; G: P rows of cols columns,
- * row stride ld).  Without BLAS, as rank-4 updates of the rows of H (contiguous, so they
- * vectorize) from four columns of G at a time copied to col (scratch of 4 SF_P). */
+ * row stride ld).  With BLAS, one dsyrk call.  Without, in rank-SF_GN_R updates: SF_GN_R
+ * columns of G are copied sample-major to col (scratch of SF_GN_R * SF_P), and
+ * sf_gn_rows adds them to two rows of H at a time in register tiles.  The C path may also
+ * write entries just above the diagonal (rounding tiles up to whole vectors); sf_mirror
+ * overwrites them with their lower-triangle twins. */
+#define SF_GN_R 16
+
+/* Rows r, r + 1 (or only r when r is the last row) of H += sign col' col over R samples,
+ * columns 0..r+1 rounded up to whole vectors (within the row). */
+static inline void sf_gn_rows(const double *restrict col, int R, double sign, double *restrict H)
+{
+    for (long r = 0; r < SF_P; r += 2) {
+        const int two = r + 1 < SF_P;
+        double v[SF_GN_R], w[SF_GN_R];
+        int nz = 0;
+        for (int s = 0; s < R; ++s) {
+            v[s] = sign * col[s * SF_P + r];
+            w[s] = two ? sign * col[s * SF_P + r + 1] : 0.0;
+            nz |= (v[s] != 0.0) | (w[s] != 0.0);
+        }
+        if (!nz) continue;                     /* sparse J rows: other outputs' parameters */
+        double *restrict h0 = H + r * SF_P;
+        if (!two) {                            /* the last row of an odd P */
+            for (long c = 0; c <= r; ++c) {
+                double a = h0[c];
+                for (int s = 0; s < R; ++s) a += v[s] * col[s * SF_P + c];
+                h0[c] = a;
+            }
+            continue;
+        }
+        double *restrict h1 = h0 + SF_P;
+        const long cend = r + 2;
+        long c = 0;
+#if SF_VEC
+        long c4 = (cend + 3) & ~3L;
+        if (c4 > SF_P) c4 = SF_P & ~3L;
+        for (; c + 16 <= c4; c += 16) {        /* 2 x 16 tile: 8 FMAs per 4 loads of col */
+            sf_v4 a0, a1, a2, a3, b0, b1, b2, b3;
+            SF_LD4(a0, h0 + c); SF_LD4(a1, h0 + c + 4); SF_LD4(a2, h0 + c + 8); SF_LD4(a3, h0 + c + 12);
+            SF_LD4(b0, h1 + c); SF_LD4(b1, h1 + c + 4); SF_LD4(b2, h1 + c + 8); SF_LD4(b3, h1 + c + 12);
+            for (int s = 0; s < R; ++s) {
+                const double *restrict q = col + s * SF_P + c;
+                const double vs = v[s], ws = w[s];
+                sf_v4 x0, x1, x2, x3;
+                SF_LD4(x0, q); SF_LD4(x1, q + 4); SF_LD4(x2, q + 8); SF_LD4(x3, q + 12);
+                a0 += vs * x0; a1 += vs * x1; a2 += vs * x2; a3 += vs * x3;
+                b0 += ws * x0; b1 += ws * x1; b2 += ws * x2; b3 += ws * x3;
+            }
+            memcpy(h0 + c, &a0, sizeof a0); memcpy(h0 + c + 4, &a1, sizeof a1);
+            memcpy(h0 + c + 8, &a2, sizeof a2); memcpy(h0 + c + 12, &a3, sizeof a3);
+            memcpy(h1 + c, &b0, sizeof b0); memcpy(h1 + c + 4, &b1, sizeof b1);
+            memcpy(h1 + c + 8, &b2, sizeof b2); memcpy(h1 + c + 12, &b3, sizeof b3);
+        }
+        for (; c + 4 <= c4; c += 4) {
+            sf_v4 a0, b0;
+            SF_LD4(a0, h0 + c); SF_LD4(b0, h1 + c);
+            for (int s = 0; s < R; ++s) {
+                sf_v4 x0;
+                SF_LD4(x0, col + s * SF_P + c);
+                a0 += v[s] * x0; b0 += w[s] * x0;
+            }
+            memcpy(h0 + c, &a0, sizeof a0); memcpy(h1 + c, &b0, sizeof b0);
+        }
+#endif
+        for (; c < cend; ++c) {
+            double a = h0[c], b = h1[c];
+            for (int s = 0; s < R; ++s) {
+                const double x = col[s * SF_P + c];
+                a += v[s] * x; b += w[s] * x;
+            }
+            h0[c] = a; h1[c] = b;
+        }
+    }
+}
+
 static void sf_gn_add(const double *restrict G, long ld, long cols, double sign,
                       double *restrict H, sf_syrk_fn syrk, double *restrict col)
 {
@@ -730,22 +804,13 @@ static void sf_gn_add(const double *restrict G, long ld, long cols, double sign,
         syrk(&uplo, &trans, &n, &k, &alpha, (double *)G, &lda, &beta, H, &ldc);
         return;
     }
-    for (long b = 0; b < cols; b += 4) {
-        const int R = cols - b < 4 ? (int)(cols - b) : 4;
-        double *restrict c0 = col, *restrict c1 = col + SF_P, *restrict c2 = c1 + SF_P, *restrict c3 = c2 + SF_P;
+    for (long b = 0; b < cols; b += SF_GN_R) {
+        const int R = cols - b < SF_GN_R ? (int)(cols - b) : SF_GN_R;
         for (long k = 0; k < SF_P; ++k) {
             const double *restrict gk = G + k * ld + b;
-            c0[k] = gk[0];
-            c1[k] = R > 1 ? gk[1] : 0.0;
-            c2[k] = R > 2 ? gk[2] : 0.0;
-            c3[k] = R > 3 ? gk[3] : 0.0;
+            for (int s = 0; s < R; ++s) col[s * SF_P + k] = gk[s];
         }
-        for (long r = 0; r < SF_P; ++r) {
-            const double v0 = sign * c0[r], v1 = sign * c1[r], v2 = sign * c2[r], v3 = sign * c3[r];
-            if (v0 == 0.0 && v1 == 0.0 && v2 == 0.0 && v3 == 0.0) continue;   /* sparse J rows */
-            double *restrict h = H + r * SF_P;
-            for (long c = 0; c <= r; ++c) h[c] += v0 * c0[c] + v1 * c1[c] + v2 * c2[c] + v3 * c3[c];
-        }
+        sf_gn_rows(col, R, sign, H);
     }
 }
 
@@ -812,7 +877,7 @@ SF_CLONES int sf_hessian(const double *p, const double *X, const double *Y, cons
     double *Gp = (double *)malloc(sizeof(double) * SF_P * ldp);
     double *Gm = NULL;   /* allocated at the first negative weight */
     double *work = NULL;
-    double *col = syrk ? NULL : (double *)malloc(sizeof(double) * 4 * SF_P);
+    double *col = syrk ? NULL : (double *)malloc(sizeof(double) * SF_GN_R * SF_P);
     if (!fwd || !Gp || (!syrk && !col)) goto fail;
     double *xt = fwd, *yt = xt + SF_DIN * SF_GB, *wt = yt + SF_YDIM * SF_GB;
     double *ell = wt + SF_GB, *Z = ell + SF_GB, *A = Z + SF_NTOT * SF_GB, *S = A + SF_NTOT * SF_GB;

@@ -32,8 +32,9 @@ _CHUNK_BYTES = 2**20
 
 # Below this many samples per thread, splitting the data costs more than it saves.
 _MIN_SAMPLES_PER_THREAD = 2048
-# Below this N * P^2, the Gauss-Newton part is summed in C rather than by BLAS dsyrk.
-_SMALL_HESSIAN_WORK = 500_000
+# The Gauss-Newton part by BLAS dsyrk (when SciPy exposes it) rather than symflow's own C
+# loops: measured as fast or faster at every size down to N = 10, k = 10.
+_BLAS_HESSIAN = True
 # Per-thread Hessian triangles are only made up to this many parameters.
 _MAX_THREADED_HESSIAN_P = 3000
 
@@ -472,8 +473,8 @@ class Net:
 
         The compiled kernel sums the sparse second-order part of the Hessian over
         blocks of samples and writes the weighted Jacobian columns of the Gauss-Newton
-        part, which it accumulates with BLAS rank-k updates (``dsyrk``, called from C);
-        small problems sum that part in C as well.
+        part, which it accumulates with BLAS rank-k updates (``dsyrk``, called from C;
+        without SciPy's BLAS, symflow's own C loops).
         """
         p, pp = self._p(p)
         value, grad, hess = self._hessian(pp, p.shape[0])
@@ -485,12 +486,18 @@ class Net:
     def _hessian(self, pp, P: int):
         """Sample ranges over threads, each with its own lower triangle (summed at the end)."""
         ffi, lib, N = self._ffi, self._lib, self.nsamples
-        if N * P * P <= _SMALL_HESSIAN_WORK or not _dsyrk_address():
-            syrk, ranges = ffi.NULL, [(0, N)]
-        else:
-            syrk = ffi.cast("sf_syrk_fn", _dsyrk_address())
-            threads = 1 if P > _MAX_THREADED_HESSIAN_P else (self.threads or default_threads())
-            ranges = _ranges(0, N, threads)
+        blas = _dsyrk_address() if _BLAS_HESSIAN else 0
+        syrk = ffi.cast("sf_syrk_fn", blas) if blas else ffi.NULL
+        threads = 1 if P > _MAX_THREADED_HESSIAN_P else (self.threads or default_threads())
+        ranges = _ranges(0, N, threads)
+        if len(ranges) == 1:  # the lean path: no thread pool, no sums (N = 10 costs microseconds)
+            hess, grad, loss = np.zeros((P, P)), np.zeros(P), ffi.new("double[1]")
+            ph = self._buf(hess)
+            if lib.sf_hessian(pp, self._pX, self._pY, self._pw, N, 0, N, loss, self._buf(grad),
+                              ph, syrk, _CHUNK_BYTES):
+                raise self._no_workspace("Hessian")
+            lib.sf_mirror(ph)
+            return loss[0], grad, hess
         losses = ffi.new("double[]", len(ranges))
         grads = np.zeros((len(ranges), P))
         hs = [np.zeros((P, P)) for _ in ranges]
@@ -499,12 +506,7 @@ class Net:
             return lib.sf_hessian(pp, self._pX, self._pY, self._pw, N, *r, losses + t,
                                   self._buf(grads[t]), self._buf(hs[t]), syrk, _CHUNK_BYTES)
 
-        if len(ranges) == 1:  # no thread pool and no sums for a single range
-            if call(0, ranges[0]) != 0:
-                raise self._no_workspace("Hessian")
-            lib.sf_mirror(self._buf(hs[0]))
-            return losses[0], grads[0], hs[0]
-        single = _blas_single_thread() if syrk != ffi.NULL else None
+        single = _blas_single_thread() if blas else None
 
         def task(t, r):  # on a worker thread of symflow's pool (setting it is not cheap)
             if single is not None and not getattr(_worker_state, "blas_single", False):

@@ -567,25 +567,31 @@ def test_net_owns_copies_of_its_data():
     assert not net.X.flags.writeable
 
 
-@pytest.mark.parametrize("layers, softmax", [
-    ([(4, "tanh", True), (3, "softmax", True)], True),
-    ([(4, "g", False), (3, "silu", True), (2, "sigmoid", True)], False),  # Phi can be < 0
+@pytest.mark.parametrize("layers, softmax, threads", [
+    ([(4, "tanh", True), (3, "softmax", True)], True, 1),
+    ([(4, "g", False), (3, "silu", True), (2, "sigmoid", True)], False, 1),  # Phi can be < 0
+    # P = 121 (odd): the C path's 16-wide tiles, 4-wide tiles, scalar tails, last odd row;
+    # two threads, each with its own triangle (the C path also writes above the diagonal)
+    ([(24, "softplus", True), (1, "identity", True)], False, 2),
 ])
-def test_small_and_blas_hessian_paths_agree(layers, softmax, monkeypatch):
-    """Small problems sum the Gauss-Newton part in C, larger ones with BLAS dsyrk in
-    chunks; both must give the same Hessian up to round-off (and exactly symmetric)."""
+def test_small_and_blas_hessian_paths_agree(layers, softmax, threads, monkeypatch):
+    """The Gauss-Newton part summed by symflow's C loops (the fallback without SciPy's
+    BLAS) and by BLAS dsyrk in chunks must give the same Hessian up to round-off (and
+    exactly symmetric)."""
     import symflow.problems as problems
 
     arch = symflow.MLP(3, layers)
     rng = np.random.default_rng(5)
     n = 57
     X = rng.normal(size=(n, 3))
-    Y = rng.integers(0, 3, n) if softmax else rng.uniform(size=(n, 2))
-    net = symflow.Net(arch, X, Y, weights=rng.uniform(size=n))
+    Y = rng.integers(0, 3, n) if softmax else rng.uniform(size=(n, layers[-1][0]))
+    monkeypatch.setattr(problems, "_MIN_SAMPLES_PER_THREAD", 20)
+    net = symflow.Net(arch, X, Y, weights=rng.uniform(size=n), threads=threads)
     p = arch.random_params(seed=2) + 0.5 * rng.normal(size=arch.nparams)
-    monkeypatch.setattr(problems, "_SMALL_HESSIAN_WORK", 10**15)
+    assert len(problems._ranges(0, n, threads)) == threads
+    monkeypatch.setattr(problems, "_BLAS_HESSIAN", False)
     small = net.loss_gradient_hessian(p)
-    monkeypatch.setattr(problems, "_SMALL_HESSIAN_WORK", 0)
+    monkeypatch.setattr(problems, "_BLAS_HESSIAN", True)
     monkeypatch.setattr(problems, "_CHUNK_BYTES", 8 * arch.nparams * 4 * 10)  # several chunks
     blas = net.loss_gradient_hessian(p)
     assert blas[0] == pytest.approx(small[0], rel=1e-14)
