@@ -574,7 +574,7 @@ def test_net_owns_copies_of_its_data():
     # two threads, each with its own triangle (the C path also writes above the diagonal)
     ([(24, "softplus", True), (1, "identity", True)], False, 2),
 ])
-def test_small_and_blas_hessian_paths_agree(layers, softmax, threads, monkeypatch):
+def test_c_and_blas_hessian_paths_agree(layers, softmax, threads, monkeypatch):
     """The Gauss-Newton part summed by symflow's C loops (the fallback without SciPy's
     BLAS) and by BLAS dsyrk in chunks must give the same Hessian up to round-off (and
     exactly symmetric)."""
@@ -590,11 +590,11 @@ def test_small_and_blas_hessian_paths_agree(layers, softmax, threads, monkeypatc
     p = arch.random_params(seed=2) + 0.5 * rng.normal(size=arch.nparams)
     assert len(problems._ranges(0, n, threads)) == threads
     monkeypatch.setattr(problems, "_BLAS_HESSIAN", False)
-    small = net.loss_gradient_hessian(p)
+    c_loops = net.loss_gradient_hessian(p)
     monkeypatch.setattr(problems, "_BLAS_HESSIAN", True)
     monkeypatch.setattr(problems, "_CHUNK_BYTES", 8 * arch.nparams * 4 * 10)  # several chunks
     blas = net.loss_gradient_hessian(p)
-    assert blas[0] == pytest.approx(small[0], rel=1e-14)
-    assert np.max(np.abs(blas[1] - small[1])) <= 1e-14 * np.max(np.abs(small[1]))
-    assert np.max(np.abs(blas[2] - small[2])) <= 1e-13 * np.max(np.abs(small[2]))
-    assert np.array_equal(blas[2], blas[2].T) and np.array_equal(small[2], small[2].T)
+    assert blas[0] == pytest.approx(c_loops[0], rel=1e-14)
+    assert np.max(np.abs(blas[1] - c_loops[1])) <= 1e-14 * np.max(np.abs(c_loops[1]))
+    assert np.max(np.abs(blas[2] - c_loops[2])) <= 1e-13 * np.max(np.abs(c_loops[2]))
+    assert np.array_equal(blas[2], blas[2].T) and np.array_equal(c_loops[2], c_loops[2].T)
