@@ -162,7 +162,7 @@ def compile_extension(name: str, source: str, outdir: Path, log_dir: Path | None
         ffi.emit_c_code(str(wrapper))
     target = outdir / f"{name}{sysconfig.get_config_var('EXT_SUFFIX')}"
     link = ["-bundle", "-undefined", "dynamic_lookup"] if sys.platform == "darwin" else ["-shared"]
-    cmd = [*cc, *flags, *link, f"-I{include}", str(wrapper), "-o", str(target), "-lm"]
+    cmd = [*cc, *flags, *link, f"-I{include}", str(wrapper), "-o", str(target), "-lm", "-pthread"]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True)
     except OSError as exc:

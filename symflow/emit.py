@@ -23,10 +23,10 @@ from .spec import MLP
 __all__ = ["API_VERSION", "emit_source", "cdef", "template_text", "templates_digest", "print_c"]
 
 #: Version of the C interface declared in ``templates/cdef.h.j2``.
-API_VERSION = 5
+API_VERSION = 6
 
 _TEMPLATES = ("kernels.c.j2", "cdef.h.j2", "generated_module.py.j2", "math_helpers.h",
-              "gaussian.c.j2", "gaussian_cdef.h.j2", "gaussian_math.h")
+              "gaussian.c.j2", "gaussian_cdef.h.j2", "gaussian_math.h", "thread_pool.h")
 
 
 def _template_dir() -> Path:

@@ -13,8 +13,6 @@ pointers.  A Net pickles as its spec and data, never as the compiled handle.
 from __future__ import annotations
 
 import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 import numpy as np
@@ -30,17 +28,19 @@ __all__ = ["Net"]
 _CHUNK_BYTES = 2**20
 
 
-# Below this many samples per thread, splitting the data costs more than it saves.
-_MIN_SAMPLES_PER_THREAD = 2048
+# Splitting the samples over threads pays when every thread gets at least this many
+# samples and this much work: samples times P for the loss and gradient, samples times
+# P^2 for the Hessian.  Measured on a 2-vCPU VM (softplus, k = 10 and 50; workers
+# already awake): two threads were faster from about 15 microseconds of one thread's
+# work, i.e. from about 200 samples per thread for the gradient at P = 41, 40 at P = 201,
+# and for the Hessian from about 150 samples at P = 41 and fewer than 32 at P = 201.
+_MIN_SAMPLES_PER_THREAD = 32
+_MIN_WORK_PER_THREAD = {"gradient": 8192, "hessian": 2**18}
 # The Gauss-Newton part by BLAS dsyrk (when SciPy exposes it) rather than symflow's own C
 # loops: measured as fast or faster at every size down to N = 10, k = 10.
 _BLAS_HESSIAN = True
 # Per-thread Hessian triangles are only made up to this many parameters.
 _MAX_THREADED_HESSIAN_P = 3000
-
-_pool_lock = threading.Lock()
-_worker_state = threading.local()  # per worker thread: BLAS already made single-threaded
-_pool: ThreadPoolExecutor | None = None
 
 
 def default_threads() -> int:
@@ -65,28 +65,11 @@ def _cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _executor(threads: int) -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None or _pool._max_workers < threads:
-            _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="symflow")
-        return _pool
-
-
-def _ranges(n0: int, n1: int, threads: int) -> list[tuple[int, int]]:
-    """Split samples [n0, n1) into at most ``threads`` contiguous, nearly equal ranges."""
-    parts = max(1, min(threads, (n1 - n0) // _MIN_SAMPLES_PER_THREAD))
-    if parts == 1:
-        return [(n0, n1)]
-    return [(n0 + (n1 - n0) * i // parts, n0 + (n1 - n0) * (i + 1) // parts)
-            for i in range(parts)]
-
-
-def _run(tasks):
-    """Run zero-argument callables (C kernels release the GIL) and return their results."""
-    if len(tasks) == 1:
-        return [tasks[0]()]
-    return list(_executor(len(tasks)).map(lambda task: task(), tasks))
+def _parts(n: int, threads: int, work: int, kind: str = "gradient") -> int:
+    """Number of sample ranges (one per thread) for ``n`` samples of ``work`` units each
+    (P for the loss and gradient, P^2 for the Hessian) on at most ``threads`` threads."""
+    need = max(_MIN_SAMPLES_PER_THREAD, -(-_MIN_WORK_PER_THREAD[kind] // max(work, 1)))
+    return max(1, min(threads, n // need))
 
 
 @lru_cache(maxsize=None)
@@ -108,12 +91,13 @@ def _dsyrk_address() -> int:
 
 
 @lru_cache(maxsize=None)
-def _blas_single_thread():
-    """A function that makes BLAS calls from the calling thread single-threaded, or None.
+def _blas_local_threads_address() -> int:
+    """Address of the BLAS's ``int f(int)`` that sets the calling thread's BLAS threads
+    (OpenBLAS, SciPy's BLAS), or 0.
 
-    Threaded Hessians call dsyrk from every worker thread at once; with the BLAS's own
-    threads on top, the machine is oversubscribed (2-thread runs became slower than
-    1-thread ones).  OpenBLAS (SciPy's BLAS) has a per-thread setting for this.
+    Threaded Hessians call dsyrk from every thread at once; with the BLAS's own threads
+    on top the machine is oversubscribed (2-thread runs became slower than 1-thread
+    ones), so ``sf_run`` makes its threads' BLAS calls single-threaded with this.
     """
     import ctypes
 
@@ -122,21 +106,20 @@ def _blas_single_thread():
                     ("sname", ctypes.c_char_p), ("saddr", ctypes.c_void_p)]
 
     if not _dsyrk_address():  # pragma: no cover - no BLAS calls at all then
-        return None
+        return 0
     try:
         libc = ctypes.CDLL(None)
         info = DlInfo()
         if not libc.dladdr(ctypes.c_void_p(_dsyrk_address()), ctypes.byref(info)):
-            return None
+            return 0
         blas = ctypes.CDLL(info.fname)
     except (OSError, AttributeError):  # pragma: no cover - no dladdr (not glibc/macOS)
-        return None
+        return 0
     for name in ("openblas_set_num_threads_local", "scipy_openblas_set_num_threads_local"):
         setter = getattr(blas, name, None)
         if setter is not None:
-            setter.argtypes, setter.restype = [ctypes.c_int], ctypes.c_int
-            return lambda: setter(1)
-    return None  # pragma: no cover - other BLAS: its threads stay as configured
+            return ctypes.cast(setter, ctypes.c_void_p).value or 0
+    return 0  # pragma: no cover - other BLAS: its threads stay as configured
 
 
 def _is_int(value) -> bool:
@@ -422,31 +405,30 @@ class Net:
         return MemoryError(f"the {what} kernel could not allocate its workspace "
                            f"(P={self.spec.nparams}); free memory or use fewer parameters")
 
-    def _split(self, n0: int, n1: int) -> list[tuple[int, int]]:
-        return _ranges(n0, n1, self.threads or default_threads())
-
-    def _over_samples(self, kernel, what: str, pp, ranges, grads=None) -> float:
-        """Run a loss (or loss-and-gradient) kernel over the sample ranges (threads when
-        there are several); returns the loss, adds range t's gradient to ``grads[t]``."""
-        N = self.nsamples
-        losses = self._ffi.new("double[]", len(ranges))
-
-        def call(t, r):
-            extra = () if grads is None else (self._buf(grads[t]),)
-            return kernel(pp, self._pX, self._pY, self._pw, N, *r, losses + t, *extra)
-
-        if len(ranges) == 1:  # no thread pool and no closures for a single range
-            status = (call(0, ranges[0]),)
-        else:
-            status = _run([lambda t=t, r=r: call(t, r) for t, r in enumerate(ranges)])
-        if any(status):
+    def _run(self, kind: int, what: str, pp, loss, grad, hess=None, threads=None) -> None:
+        """Add the loss (kind 0), gradient (1) and Hessian's lower triangle (2) over all
+        samples to ``loss`` (a C double), ``grad`` and ``hess``, on the module's C threads
+        (one range of samples per thread)."""
+        ffi, N, P = self._ffi, self.nsamples, self.spec.nparams
+        ranges = _parts(N, threads or self.threads or default_threads(),
+                        *((P * P, "hessian") if kind == 2 else (P, "gradient")))
+        syrk, local = ffi.NULL, ffi.NULL
+        if kind == 2 and _BLAS_HESSIAN and _dsyrk_address():
+            syrk = ffi.cast("sf_syrk_fn", _dsyrk_address())
+            if ranges > 1 and _blas_local_threads_address():
+                local = ffi.cast("sf_threads_fn", _blas_local_threads_address())
+        if self._lib.sf_run(kind, pp, self._pX, self._pY, self._pw, N, 0, N, ranges, loss,
+                            ffi.NULL if grad is None else self._buf(grad),
+                            ffi.NULL if hess is None else self._buf(hess), syrk, _CHUNK_BYTES,
+                            local):
             raise self._no_workspace(what)
-        return sum(losses[0:len(ranges)])
 
     def loss(self, p) -> float:
         """Loss at ``p``."""
         p, pp = self._p(p)
-        value = self._over_samples(self._lib.sf_loss, "loss", pp, self._split(0, self.nsamples))
+        loss = self._ffi.new("double[1]")
+        self._run(0, "loss", pp, loss, None)
+        value = loss[0]
         if self._regularised:
             value += self._reg(p, 0)[0]
         return float(value)
@@ -454,18 +436,9 @@ class Net:
     def loss_and_gradient(self, p) -> tuple[float, np.ndarray]:
         """``(loss, gradient)`` at ``p`` in one pass over the data."""
         p, pp = self._p(p)
-        ranges = self._split(0, self.nsamples)
-        if len(ranges) == 1:  # the lean path: no closures, sums or copies (N = 10: microseconds)
-            grad, loss = np.zeros(p.shape[0]), self._ffi.new("double[1]")
-            if self._lib.sf_loss_grad(pp, self._pX, self._pY, self._pw, self.nsamples, 0,
-                                      self.nsamples, loss, self._buf(grad)):
-                raise self._no_workspace("loss and gradient")
-            value = loss[0]
-        else:
-            grads = np.zeros((len(ranges), p.shape[0]))
-            value = self._over_samples(self._lib.sf_loss_grad, "loss and gradient", pp, ranges,
-                                       grads)
-            grad = grads.sum(axis=0)
+        loss, grad = self._ffi.new("double[1]"), np.zeros(p.shape[0])
+        self._run(1, "loss and gradient", pp, loss, grad)
+        value = loss[0]
         if self._regularised:
             rl, rg, _ = self._reg(p, 1)
             value += rl
@@ -492,43 +465,13 @@ class Net:
         return float(value), grad, hess
 
     def _hessian(self, pp, P: int):
-        """Sample ranges over threads, each with its own lower triangle (summed at the end)."""
-        ffi, lib, N = self._ffi, self._lib, self.nsamples
-        blas = _dsyrk_address() if _BLAS_HESSIAN else 0
-        syrk = ffi.cast("sf_syrk_fn", blas) if blas else ffi.NULL
-        threads = 1 if P > _MAX_THREADED_HESSIAN_P else (self.threads or default_threads())
-        ranges = _ranges(0, N, threads)
-        if len(ranges) == 1:  # the lean path: no thread pool, no sums (N = 10 costs microseconds)
-            hess, grad, loss = np.zeros((P, P)), np.zeros(P), ffi.new("double[1]")
-            ph = self._buf(hess)
-            if lib.sf_hessian(pp, self._pX, self._pY, self._pw, N, 0, N, loss, self._buf(grad),
-                              ph, syrk, _CHUNK_BYTES):
-                raise self._no_workspace("Hessian")
-            lib.sf_mirror(ph)
-            return loss[0], grad, hess
-        losses = ffi.new("double[]", len(ranges))
-        grads = np.zeros((len(ranges), P))
-        hs = [np.zeros((P, P)) for _ in ranges]
-
-        def call(t, r):
-            return lib.sf_hessian(pp, self._pX, self._pY, self._pw, N, *r, losses + t,
-                                  self._buf(grads[t]), self._buf(hs[t]), syrk, _CHUNK_BYTES)
-
-        single = _blas_single_thread() if blas else None
-
-        def task(t, r):  # on a worker thread of symflow's pool (setting it is not cheap)
-            if single is not None and not getattr(_worker_state, "blas_single", False):
-                single()
-                _worker_state.blas_single = True
-            return call(t, r)
-
-        if any(_run([lambda t=t, r=r: task(t, r) for t, r in enumerate(ranges)])):
-            raise self._no_workspace("Hessian")
-        hess = hs[0]
-        for h in hs[1:]:
-            hess += h
-        lib.sf_mirror(self._buf(hess))
-        return sum(losses[0:len(ranges)]), grads.sum(axis=0), hess
+        """Loss, gradient and Hessian: the kernel's lower triangle, mirrored."""
+        loss, grad, hess = self._ffi.new("double[1]"), np.zeros(P), np.zeros((P, P))
+        # Per-thread triangles cost P^2 doubles each: very large P runs on one thread.
+        self._run(2, "Hessian", pp, loss, grad, hess,
+                  threads=1 if P > _MAX_THREADED_HESSIAN_P else None)
+        self._lib.sf_mirror(self._buf(hess))
+        return loss[0], grad, hess
 
     def hessian(self, p) -> np.ndarray:
         """Exact Hessian of the loss at ``p`` (P x P, symmetric)."""

@@ -586,9 +586,10 @@ def test_c_and_blas_hessian_paths_agree(layers, softmax, threads, monkeypatch):
     X = rng.normal(size=(n, 3))
     Y = rng.integers(0, 3, n) if softmax else rng.uniform(size=(n, layers[-1][0]))
     monkeypatch.setattr(problems, "_MIN_SAMPLES_PER_THREAD", 20)
+    monkeypatch.setattr(problems, "_MIN_WORK_PER_THREAD", {"gradient": 1, "hessian": 1})
     net = symflow.Net(arch, X, Y, weights=rng.uniform(size=n), threads=threads)
     p = arch.random_params(seed=2) + 0.5 * rng.normal(size=arch.nparams)
-    assert len(problems._ranges(0, n, threads)) == threads
+    assert problems._parts(n, threads, arch.nparams**2, "hessian") == threads
     monkeypatch.setattr(problems, "_BLAS_HESSIAN", False)
     c_loops = net.loss_gradient_hessian(p)
     monkeypatch.setattr(problems, "_BLAS_HESSIAN", True)

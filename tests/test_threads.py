@@ -1,27 +1,35 @@
 """Splitting the samples over threads changes nothing but round-off."""
 
+import os
+import select
+import signal
+
 import numpy as np
 import pytest
 
 import symflow
-from symflow.problems import _MIN_SAMPLES_PER_THREAD, _ranges
+from symflow.problems import _MIN_SAMPLES_PER_THREAD, _MIN_WORK_PER_THREAD, _parts
 
 
-@pytest.mark.parametrize("n", [1, 2047, 4096, 4097, 10001])
+@pytest.mark.parametrize("n", [1, 31, 64, 255, 4097, 10001])
 @pytest.mark.parametrize("threads", [1, 2, 3, 8])
-def test_ranges_cover_every_sample_once(n, threads):
-    ranges = _ranges(0, n, threads)
-    assert ranges[0][0] == 0 and ranges[-1][1] == n
-    assert all(a < b for a, b in ranges)
-    assert all(r[1] == s[0] for r, s in zip(ranges, ranges[1:]))
-    assert len(ranges) == max(1, min(threads, n // _MIN_SAMPLES_PER_THREAD))
+@pytest.mark.parametrize("work, kind", [(41, "gradient"), (401, "gradient"), (41**2, "hessian"),
+                                        (401**2, "hessian")])
+def test_one_range_per_thread_with_enough_work_each(n, threads, work, kind):
+    parts = _parts(n, threads, work, kind)
+    assert 1 <= parts <= threads
+    enough = lambda m: m >= _MIN_SAMPLES_PER_THREAD and m * work >= _MIN_WORK_PER_THREAD[kind]
+    assert parts == 1 or enough(n // parts)
+    assert parts == threads or not enough(n // (parts + 1))
 
 
 def test_threaded_results_match_single_thread():
-    # Three threads over N = 3 * 2048 + 5 samples, softmax output (Gm rows used) and weights.
+    # Three threads over N = 6149 samples, softmax output (Gm rows used) and weights.
     arch = symflow.MLP(3, [(5, "tanh", True), (4, "softplus", False), (3, "softmax", True)])
     rng = np.random.default_rng(7)
-    n = 3 * _MIN_SAMPLES_PER_THREAD + 5
+    n = 3 * 2048 + 5
+    P = arch.nparams
+    assert _parts(n, 3, P, "gradient") == 3 and _parts(n, 3, P * P, "hessian") == 3
     X, labels, w = rng.normal(size=(n, 3)), rng.integers(0, 3, n), rng.uniform(size=n)
     p = arch.random_params(seed=3)
     one = symflow.Net(arch, X, labels, weights=w, threads=1)
@@ -45,3 +53,72 @@ def test_threads_argument_is_validated(monkeypatch):
     net = symflow.Net(arch, np.zeros((2, 1)), np.zeros(2))
     with pytest.raises(symflow.ParameterError, match="SYMFLOW_NUM_THREADS"):
         net.loss(np.zeros(2))
+
+
+def _threaded_net(n=3000, threads=2):
+    arch = symflow.MLP(2, [(12, "softplus", True), (2, "identity", True)])
+    rng = np.random.default_rng(11)
+    X, Y = rng.normal(size=(n, 2)), rng.normal(size=(n, 2))
+    net = symflow.Net(arch, X, Y, threads=threads)
+    p = arch.random_params(seed=4)
+    P = arch.nparams
+    assert _parts(n, threads, P, "gradient") == threads
+    assert _parts(n, threads, P * P, "hessian") == threads
+    return net, p
+
+
+def test_threaded_results_do_not_depend_on_timing():
+    # Ranges are summed in their order whichever thread ran them: calls with the workers
+    # awake, asleep (the caller then runs their ranges) and after a pause give the same bits.
+    import time
+
+    net, p = _threaded_net(threads=3)
+    ref = net.loss_gradient_hessian(p)
+    for pause in (0.0, 0.05, 0.0, 0.2):
+        time.sleep(pause)
+        out = net.loss_gradient_hessian(p)
+        assert out[0] == ref[0]
+        assert np.array_equal(out[1], ref[1]) and np.array_equal(out[2], ref[2])
+        assert np.array_equal(net.gradient(p), ref[1])
+
+
+def test_concurrent_calls_from_python_threads():
+    # Only one call uses the workers at a time; the others run their ranges on their own
+    # thread, summed in the same order, so every call returns the same bits.
+    from concurrent.futures import ThreadPoolExecutor
+
+    net, p = _threaded_net()
+    g_ref, h_ref = net.gradient(p), net.hessian(p)
+
+    def work(i):
+        return net.gradient(p) if i % 2 else net.hessian(p)
+
+    with ThreadPoolExecutor(4) as ex:
+        outs = list(ex.map(work, range(40)))
+    for i, out in enumerate(outs):
+        assert np.array_equal(out, g_ref if i % 2 else h_ref)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_threads_work_in_a_forked_child():
+    # The parent's workers do not exist in a forked child; the child starts its own.
+    net, p = _threaded_net()
+    ref = net.gradient(p)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child process
+        try:
+            ok = np.array_equal(net.gradient(p), ref) and np.array_equal(net.gradient(p), ref)
+            os.write(write, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.close(write)
+    try:
+        ready, _, _ = select.select([read], [], [], 60)
+        answer = os.read(read, 1) if ready else b"timeout"
+    finally:
+        os.close(read)
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert answer == b"1"
