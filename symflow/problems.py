@@ -91,6 +91,15 @@ def _dsyrk_address() -> int:
 
 
 @lru_cache(maxsize=None)
+def _blas_pointers(ffi):
+    """``(dsyrk, per-thread BLAS threads setter)`` as C function pointers of a module's
+    ``ffi`` (NULL where unavailable), made once per module rather than per call."""
+    syrk, local = _dsyrk_address(), _blas_local_threads_address()
+    return (ffi.cast("sf_syrk_fn", syrk) if syrk else ffi.NULL,
+            ffi.cast("sf_threads_fn", local) if local else ffi.NULL)
+
+
+@lru_cache(maxsize=None)
 def _blas_local_threads_address() -> int:
     """Address of the BLAS's ``int f(int)`` that sets the calling thread's BLAS threads
     (OpenBLAS, SciPy's BLAS), or 0.
@@ -409,14 +418,16 @@ class Net:
         """Add the loss (kind 0), gradient (1) and Hessian's lower triangle (2) over all
         samples to ``loss`` (a C double), ``grad`` and ``hess``, on the module's C threads
         (one range of samples per thread)."""
-        ffi, N, P = self._ffi, self.nsamples, self.spec.nparams
-        ranges = _parts(N, threads or self.threads or default_threads(),
-                        *((P * P, "hessian") if kind == 2 else (P, "gradient")))
-        syrk, local = ffi.NULL, ffi.NULL
-        if kind == 2 and _BLAS_HESSIAN and _dsyrk_address():
-            syrk = ffi.cast("sf_syrk_fn", _dsyrk_address())
-            if ranges > 1 and _blas_local_threads_address():
-                local = ffi.cast("sf_threads_fn", _blas_local_threads_address())
+        ffi, N = self._ffi, self.nsamples
+        threads = threads or self.threads or default_threads()
+        ranges = 1
+        if threads > 1:
+            P = self.spec.nparams
+            ranges = _parts(N, threads, *((P * P, "hessian") if kind == 2 else (P, "gradient")))
+        syrk = local = ffi.NULL
+        if kind == 2 and _BLAS_HESSIAN:
+            syrk, local = _blas_pointers(ffi)
+            local = local if ranges > 1 else ffi.NULL
         if self._lib.sf_run(kind, pp, self._pX, self._pY, self._pw, N, 0, N, ranges, loss,
                             ffi.NULL if grad is None else self._buf(grad),
                             ffi.NULL if hess is None else self._buf(hess), syrk, _CHUNK_BYTES,
