@@ -1426,12 +1426,11 @@ SF_CLONES int sf_activation(int layer, int neuron, const double *x, long n, doub
  * microseconds on a 2-vCPU VM, more than the whole kernel at N = 10^3.  Waking a
  * sleeping worker takes longer than that, so a range that no worker has taken by the
  * time the caller is done with its own is run by the caller (a call after a pause costs
- * at most what one thread costs).
+ * about what one thread costs, plus the wake-up call).
  *
  * Only one sf_run uses the workers at a time: a call made while another thread's call
  * holds them runs all its ranges on its own thread (no waiting, no oversubscription).
  * After fork() the child starts its own workers (the parent's do not exist there). */
-#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <time.h>
@@ -1652,8 +1651,9 @@ static void sf_pool_grow(int want)
 
 /* Run one kernel over the samples n0 <= n < n1 split into ntasks nearly equal ranges
  * (as many as Python's symflow.problems._parts asks for): kind 0 the loss, 1 loss and
- * gradient, 2 also the Hessian's lower triangle.  Like the kernels it adds its results
- * to *loss, grad and H (grad and H may be NULL when the kind does not use them).  Range
+ * gradient, 2 also the Hessian.  Like the kernels it adds its results to *loss, grad
+ * and the lower triangle of H (grad and H may be NULL when the kind does not use them),
+ * and for kind 2 it then copies the lower triangle of H into the upper one.  Range
  * 0 adds straight into them; every other range is computed from zero into a buffer of
  * its own and added in, in the order of the ranges, whichever thread ran it, so that
  * the result does not depend on the threads' timing.  Returns 0, or 1 when memory ran
@@ -1725,5 +1725,6 @@ int sf_run(int kind, const double *p, const double *X, const double *Y, const do
     }
     if (quiet) blas_local(before);
 #undef SF_RANGE
+    if (kind == 2 && !status) sf_mirror(H);
     return status;
 }

@@ -415,9 +415,9 @@ class Net:
                            f"(P={self.spec.nparams}); free memory or use fewer parameters")
 
     def _run(self, kind: int, what: str, pp, loss, grad, hess=None, threads=None) -> None:
-        """Add the loss (kind 0), gradient (1) and Hessian's lower triangle (2) over all
-        samples to ``loss`` (a C double), ``grad`` and ``hess``, on the module's C threads
-        (one range of samples per thread)."""
+        """Add the loss (kind 0), gradient (1) and Hessian (2, mirrored from the lower
+        triangle) over all samples to ``loss`` (a C double), ``grad`` and ``hess`` (zeros),
+        on the module's C threads (one range of samples per thread)."""
         ffi, N = self._ffi, self.nsamples
         threads = threads or self.threads or default_threads()
         ranges = 1
@@ -469,20 +469,16 @@ class Net:
         without SciPy's BLAS, symflow's own C loops).
         """
         p, pp = self._p(p)
-        value, grad, hess = self._hessian(pp, p.shape[0])
-        if self._regularised:
-            rl, rg, rh = self._reg(p, 2)
-            value, grad, hess = value + rl, grad + rg, hess + rh
-        return float(value), grad, hess
-
-    def _hessian(self, pp, P: int):
-        """Loss, gradient and Hessian: the kernel's lower triangle, mirrored."""
+        P = p.shape[0]
         loss, grad, hess = self._ffi.new("double[1]"), np.zeros(P), np.zeros((P, P))
         # Per-thread triangles cost P^2 doubles each: very large P runs on one thread.
         self._run(2, "Hessian", pp, loss, grad, hess,
                   threads=1 if P > _MAX_THREADED_HESSIAN_P else None)
-        self._lib.sf_mirror(self._buf(hess))
-        return loss[0], grad, hess
+        value = loss[0]
+        if self._regularised:
+            rl, rg, rh = self._reg(p, 2)
+            value, grad, hess = value + rl, grad + rg, hess + rh
+        return float(value), grad, hess
 
     def hessian(self, p) -> np.ndarray:
         """Exact Hessian of the loss at ``p`` (P x P, symmetric)."""
