@@ -1194,7 +1194,8 @@ typedef struct {
     double *loss, *grad, *H;
     sf_syrk_fn syrk;
     long gbytes;
-    sf_threads_fn blas_local;        /* the BLAS's per-thread thread count, or NULL */
+    sf_threads_fn blas_local;        /* sets the BLAS's threads for the calling thread:
+                                        given, every dsyrk call of sf_run uses one */
     int status;
 } sf_task;
 
@@ -1367,8 +1368,8 @@ int sf_run(int kind, const double *p, const double *X, const double *Y, const do
         atomic_store(&wk->state, SF_POSTED);
         sf_event_post(&wk->start);
     }
-    /* the caller's ranges; its dsyrk must not start BLAS threads beside the workers */
-    const int quiet = ntasks > 1 && kind == 2 && syrk && blas_local;
+    /* the caller's ranges: with blas_local given, its dsyrk calls start no BLAS threads */
+    const int quiet = kind == 2 && syrk && blas_local;
     const int before = quiet ? blas_local(1) : 0;
     sf_task first = SF_RANGE(0);
     sf_task_run(&first);

@@ -182,7 +182,11 @@ class Net:
     adds lam/2 |theta_i - theta_j|^2 over the incoming weights and bias of neurons
     i and j (0-based) of ``layer`` (1-based, as in the parameter names ``W1_0_1``).
     ``threads`` splits large data sets over threads (default ``$SYMFLOW_NUM_THREADS``
-    or all available CPUs; the result depends on the split only through round-off).
+    or all available CPUs; the result depends on the split only through round-off, and
+    not on the threads' timing). The Hessian's BLAS calls are single-threaded (symflow's
+    threads use the cores), except with several threads and more than 3000 parameters,
+    where one symflow thread calls the BLAS with its threads (per-thread Hessians would
+    need too much memory).
 
     >>> import numpy as np
     >>> arch = MLP(2, [(4, "tanh", True), (1, "identity", True)])
@@ -414,20 +418,25 @@ class Net:
         return MemoryError(f"the {what} kernel could not allocate its workspace "
                            f"(P={self.spec.nparams}); free memory or use fewer parameters")
 
-    def _run(self, kind: int, what: str, pp, loss, grad, hess=None, threads=None) -> None:
+    def _run(self, kind: int, what: str, pp, loss, grad, hess=None, split=True) -> None:
         """Add the loss (kind 0), gradient (1) and Hessian (2, mirrored from the lower
         triangle) over all samples to ``loss`` (a C double), ``grad`` and ``hess`` (zeros),
-        on the module's C threads (one range of samples per thread)."""
+        on the module's C threads (one range of samples per thread; one range when not
+        ``split``)."""
         ffi, N = self._ffi, self.nsamples
-        threads = threads or self.threads or default_threads()
+        threads = self.threads or default_threads()
         ranges = 1
-        if threads > 1:
+        if threads > 1 and split:
             P = self.spec.nparams
             ranges = _parts(N, threads, *((P * P, "hessian") if kind == 2 else (P, "gradient")))
         syrk = local = ffi.NULL
         if kind == 2 and _BLAS_HESSIAN:
+            # symflow threads over samples, so its BLAS calls run single-threaded (also
+            # when the data is too small to split: BLAS threads would not pay there
+            # either, and they spin on the cores after each call); unsplit large-P
+            # Hessians use the BLAS's threads instead
             syrk, local = _blas_pointers(ffi)
-            local = local if ranges > 1 else ffi.NULL
+            local = local if threads == 1 or split else ffi.NULL
         if self._lib.sf_run(kind, pp, self._pX, self._pY, self._pw, N, 0, N, ranges, loss,
                             ffi.NULL if grad is None else self._buf(grad),
                             ffi.NULL if hess is None else self._buf(hess), syrk, _CHUNK_BYTES,
@@ -472,8 +481,7 @@ class Net:
         P = p.shape[0]
         loss, grad, hess = self._ffi.new("double[1]"), np.zeros(P), np.zeros((P, P))
         # Per-thread triangles cost P^2 doubles each: very large P runs on one thread.
-        self._run(2, "Hessian", pp, loss, grad, hess,
-                  threads=1 if P > _MAX_THREADED_HESSIAN_P else None)
+        self._run(2, "Hessian", pp, loss, grad, hess, split=P <= _MAX_THREADED_HESSIAN_P)
         value = loss[0]
         if self._regularised:
             rl, rg, rh = self._reg(p, 2)
