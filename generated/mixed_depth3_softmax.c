@@ -1438,7 +1438,6 @@ SF_CLONES int sf_activation(int layer, int neuron, const double *x, long n, doub
 #define SF_MAX_WORKERS 255
 #define SF_IDLE_SPIN_NS 300000L   /* a worker's spin after its task, before it sleeps */
 #define SF_WAIT_SPIN_NS 2000000L  /* the caller's spin for the workers, before it sleeps */
-#define SF_KEEP_PART (1L << 22)   /* doubles (32 MiB) of a worker's outputs kept for reuse */
 
 static inline void sf_cpu_relax(void)
 {
@@ -1708,7 +1707,7 @@ int sf_run(int kind, const double *p, const double *X, const double *Y, const do
         }
         status |= wk->task.status;
         if (!wk->task.status) sf_part_add(kind, wk->part, loss, grad, H);
-        if (wk->cap > SF_KEEP_PART) {    /* keep at most SF_KEEP_PART doubles per worker */
+        if (wk->cap > SF_SCRATCH_KEEP) {  /* kept up to the kernels' workspace limit */
             free(wk->part);
             wk->part = NULL;
             wk->cap = 0;
