@@ -4,10 +4,13 @@
     python benchmarks/peers.py --threads 1          # full grid, 1 thread only
     python benchmarks/peers.py --quick              # smoke run (k=10, N <= 10^3)
     python benchmarks/peers.py --ks 10 50 --ns 10 1000 --budget 0.5
+    python benchmarks/peers.py --depth 2            # two hidden layers, k = 10 20 50
 
 Reference grid (design.md, "Speed is measured, not asserted"): 2 inputs, one
 softplus hidden layer of k neurons with bias, one linear output with bias
 (P = 4k + 1), N samples, float64.  Loss = (1/N) sum_n sum_o (f_o(x_n) - y_no)^2.
+``--depth D`` stacks D such hidden layers of k neurons (P = 4k + 1 + (D - 1)(k^2 + k));
+the default widths for D >= 2 are 10, 20, 50 (P = 151, 501, 2751 for D = 2).
 At every grid point the same X ~ N(0, 1), Y (random teacher net of the same
 architecture + 0.1 N(0, 1) noise) and p (``arch.random_params``) go to every tool.
 
@@ -40,9 +43,10 @@ single-call time (linear in N from the previous N of the same k) exceeds
 --max-call seconds.  Memory models (bytes; fitted to peak RSS with torch 2.15 and
 JAX 0.10 on x86-64): torch backward 16 N k 8, torch.autograd.functional.hessian
 200 N k 8, torch.func.hessian 8.5 P N k 8, JAX value_and_grad 4 N k 8, JAX hessian
-3.5 P N k 8.  Where every timed torch Hessian is skipped, the accuracy reference
+3.5 P N k 8, with k the total number of hidden neurons (D k) for deeper nets.  Where every timed torch Hessian is skipped, the accuracy reference
 is an untimed torch.func.hessian summed over sample chunks that fit the budget.  Results: a table on stdout and
-benchmarks/results/peers_<threads>t.csv (git-ignored).
+benchmarks/results/peers_<threads>t.csv (``peers_d<D>_<threads>t.csv`` for --depth D >= 2;
+git-ignored).
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 FULL_KS = [10, 50, 100]
+DEEP_KS = [10, 20, 50]  # default widths for --depth >= 2 (the Hessian has P^2 entries)
 FULL_NS = [10, 100, 1000, 10_000, 100_000]
 QUICK_KS = [10]
 QUICK_NS = [10, 100, 1000]
@@ -248,19 +253,23 @@ def worker(args) -> int:
     for n in notes_global:
         print("# note:", n)
 
-    ks = args.ks or (QUICK_KS if args.quick else FULL_KS)
+    D = args.depth
+    ks = args.ks or (QUICK_KS if args.quick else FULL_KS if D == 1 else DEEP_KS)
     ns = args.ns or (QUICK_NS if args.quick else FULL_NS)
+    header["depth"] = D
     rows = []
     for k in ks:
-        arch = symflow.MLP(2, [(k, "softplus", True), (1, "identity", True)])
+        arch = symflow.MLP(2, [(k, "softplus", True)] * D + [(1, "identity", True)])
         P = arch.nparams
-        assert P == 4 * k + 1
-        names = arch.parameter_names()
-        assert names[0] == "W1_0_0" and names[1] == "W1_0_1" and names[2 * k] == "b1_0" \
-            and names[3 * k] == "W2_0_0" and names[4 * k] == "b2_0", "unexpected parameter layout"
+        assert P == 4 * k + 1 + (D - 1) * (k * k + k)
+        names, off = arch.parameter_names(), 0
+        for l, (nout, nin) in enumerate(layer_shapes(k, D), start=1):
+            assert names[off] == f"W{l}_0_0" and names[off + nout * nin] == f"b{l}_0", \
+                "unexpected parameter layout"
+            off += nout * nin + nout
         last = {}  # (tool, op) -> (N, seconds) for time prediction
         for N in ns:
-            rows.append(run_point(args, arch, k, P, N, threads, gemm_gflops, mem_gb, timer, last,
+            rows.append(run_point(args, arch, k, D, P, N, threads, gemm_gflops, mem_gb, timer, last,
                                   np, torch, F, jax, jnp))
             print_row(rows[-1], first=len(rows) == 1)
             write_csv(rows, header, threads, quiet=True)  # partial results survive a crash
@@ -270,17 +279,34 @@ def worker(args) -> int:
     return 1 if any(r.get("symflow_failed") for r in rows) else 0
 
 
-def run_point(args, arch, k, P, N, threads, gemm_gflops, mem_gb, timer, last,
+def layer_shapes(k, D):
+    """(outputs, inputs) of each layer: D hidden layers of k, then one linear output."""
+    return [(k, 2)] + [(k, k)] * (D - 1) + [(1, k)]
+
+
+def unpack(q, k, D, reshape):
+    """[(W, b), ...] of the flat parameter vector q (symflow's layout: layer by layer,
+    W (out, in) row-major, then b); reshape(array, shape) is the tool's own."""
+    out, off = [], 0
+    for nout, nin in layer_shapes(k, D):
+        w_end = off + nout * nin
+        out.append((reshape(q[off:w_end], (nout, nin)), q[w_end:w_end + nout]))
+        off = w_end + nout
+    return out
+
+
+def run_point(args, arch, k, D, P, N, threads, gemm_gflops, mem_gb, timer, last,
               np, torch, F, jax, jnp):
     import symflow
 
-    row = {"threads": threads, "k": k, "P": P, "N": N, "gemm_gflops": gemm_gflops,
+    row = {"threads": threads, "depth": D, "k": k, "P": P, "N": N, "gemm_gflops": gemm_gflops,
            "ceiling_s": N * P * P / (gemm_gflops * 1e9)}
     notes = []
     rng = np.random.default_rng([SEED, k, N])
     X = rng.standard_normal((N, 2))
     teacher = arch.random_params(seed=SEED + 1)
-    Y = forward_np(teacher, X, k) + 0.1 * rng.standard_normal((N, 1))
+    Y = forward_np(teacher, X, k, D) + 0.1 * rng.standard_normal((N, 1))
+    nh = D * k  # hidden neurons, the memory models' k
     p = arch.random_params(seed=SEED + 2)
     GB = 2**30
 
@@ -335,11 +361,7 @@ def run_point(args, arch, k, P, N, threads, gemm_gflops, mem_gb, timer, last,
         Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
 
         def tloss(q):
-            W1, b1 = q[: 2 * k].view(k, 2), q[2 * k: 3 * k]
-            W2, b2 = q[3 * k: 4 * k].view(1, k), q[4 * k:]
-            # threshold=40: exact log1p(exp(z)) in float64 (default 20 differs by ~2e-9)
-            h = F.softplus(F.linear(Xt, W1, b1), beta=1.0, threshold=40.0)
-            return ((F.linear(h, W2, b2) - Yt) ** 2).sum(dim=1).mean()
+            return (torch_outputs(torch, F, q, k, D, Xt) - Yt).pow(2).sum(dim=1).mean()
 
         pt_leaf = torch.tensor(p, dtype=torch.float64, requires_grad=True)
         p0 = torch.tensor(p, dtype=torch.float64)
@@ -350,13 +372,13 @@ def run_point(args, arch, k, P, N, threads, gemm_gflops, mem_gb, timer, last,
             L.backward()
             return L.item(), pt_leaf.grad
 
-        r = measure(("torch", "grad"), tgrad, mem_bytes=16 * N * k * 8)
+        r = measure(("torch", "grad"), tgrad, mem_bytes=16 * N * nh * 8)
         if r is not None:
             ref_loss, ref_grad = r["out"][0], r["out"][1].numpy().copy()
         func_hess = torch.func.hessian(tloss)
         ra = measure(("torch", "hess_autograd"), lambda: torch.autograd.functional.hessian(tloss, p0),
-                     mem_bytes=200 * N * k * 8)
-        rf = measure(("torch", "hess_func"), lambda: func_hess(p0), mem_bytes=8.5 * P * N * k * 8)
+                     mem_bytes=200 * N * nh * 8)
+        rf = measure(("torch", "hess_func"), lambda: func_hess(p0), mem_bytes=8.5 * P * N * nh * 8)
         cands = [(x["median"], nm, x) for nm, x in (("autograd.functional", ra), ("func", rf)) if x]
         if cands:
             t, nm, x = min(cands, key=lambda c: c[0])
@@ -364,7 +386,7 @@ def run_point(args, arch, k, P, N, threads, gemm_gflops, mem_gb, timer, last,
             ref_hess = x["out"].numpy().copy()
         elif sf_hess is not None and not args.no_chunked_ref:
             # reference only (not timed): torch Hessian summed over sample chunks
-            ref_hess = chunked_torch_hessian(torch, F, tloss, p0, k, P, N, Xt, Yt, mem_gb)
+            ref_hess = chunked_torch_hessian(torch, F, p0, k, D, P, N, Xt, Yt, mem_gb)
             if ref_hess is not None:
                 notes.append("torch reference Hessian for the accuracy check computed in sample chunks (untimed)")
     else:
@@ -375,20 +397,21 @@ def run_point(args, arch, k, P, N, threads, gemm_gflops, mem_gb, timer, last,
         Xj, Yj, pj = jnp.asarray(X), jnp.asarray(Y), jnp.asarray(p)
 
         def jloss(q, X_, Y_):
-            W1, b1 = q[: 2 * k].reshape(k, 2), q[2 * k: 3 * k]
-            W2, b2 = q[3 * k: 4 * k].reshape(1, k), q[4 * k:]
-            h = jax.nn.softplus(X_ @ W1.T + b1)
-            return jnp.mean(jnp.sum((h @ W2.T + b2 - Y_) ** 2, axis=1))
+            *hidden, (Wo, bo) = unpack(q, k, D, jnp.reshape)
+            h = X_
+            for W, b in hidden:
+                h = jax.nn.softplus(h @ W.T + b)
+            return jnp.mean(jnp.sum((h @ Wo.T + bo - Y_) ** 2, axis=1))
 
         vg = jax.jit(jax.value_and_grad(jloss))
         jh = jax.jit(jax.hessian(jloss))
-        r = measure(("jax", "grad"), lambda: jax.block_until_ready(vg(pj, Xj, Yj)), mem_bytes=4 * N * k * 8)
+        r = measure(("jax", "grad"), lambda: jax.block_until_ready(vg(pj, Xj, Yj)), mem_bytes=4 * N * nh * 8)
         if r is not None:
             row["jax_grad_compile_s"] = max(r["first"] - r["median"], 0.0)
             jg = np.asarray(r["out"][1])
             if ref_grad is not None:
                 row["jax_grad_err"] = relerr(jg, ref_grad)
-        r = measure(("jax", "hess"), lambda: jax.block_until_ready(jh(pj, Xj, Yj)), mem_bytes=3.5 * P * N * k * 8)
+        r = measure(("jax", "hess"), lambda: jax.block_until_ready(jh(pj, Xj, Yj)), mem_bytes=3.5 * P * N * nh * 8)
         if r is not None:
             row["jax_hess_compile_s"] = max(r["first"] - r["median"], 0.0)
             if ref_hess is not None:
@@ -420,12 +443,24 @@ def run_point(args, arch, k, P, N, threads, gemm_gflops, mem_gb, timer, last,
     return row
 
 
-def forward_np(p, X, k):
+def forward_np(p, X, k, D):
     import numpy as np
 
-    W1, b1 = p[: 2 * k].reshape(k, 2), p[2 * k: 3 * k]
-    W2, b2 = p[3 * k: 4 * k].reshape(1, k), p[4 * k:]
-    return np.logaddexp(0.0, X @ W1.T + b1) @ W2.T + b2
+    *hidden, (Wo, bo) = unpack(p, k, D, np.reshape)
+    h = X
+    for W, b in hidden:
+        h = np.logaddexp(0.0, h @ W.T + b)
+    return h @ Wo.T + bo
+
+
+def torch_outputs(torch, F, q, k, D, X):
+    """The network's outputs in torch (q a flat float64 tensor in symflow's layout)."""
+    *hidden, (Wo, bo) = unpack(q, k, D, torch.reshape)
+    h = X
+    for W, b in hidden:
+        # threshold=40: exact log1p(exp(z)) in float64 (default 20 differs by ~2e-9)
+        h = F.softplus(F.linear(h, W, b), beta=1.0, threshold=40.0)
+    return F.linear(h, Wo, bo)
 
 
 def relerr(a, b):
@@ -435,26 +470,23 @@ def relerr(a, b):
     return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
 
 
-def chunked_torch_hessian(torch, F, tloss_unused, p0, k, P, N, Xt, Yt, mem_gb):
+def chunked_torch_hessian(torch, F, p0, k, D, P, N, Xt, Yt, mem_gb):
     """Torch float64 Hessian of the mean loss as a weighted sum of chunk Hessians
     (torch.func.hessian per chunk, chunk size chosen to fit the memory budget)."""
-    chunk = int(max(1000, min(N, mem_gb * 2**30 / 2 / (8.5 * P * k * 8))))
+    chunk = int(max(1000, min(N, mem_gb * 2**30 / 2 / (8.5 * P * D * k * 8))))
     H = torch.zeros(P, P, dtype=torch.float64)
     for s in range(0, N, chunk):
         Xc, Yc = Xt[s: s + chunk], Yt[s: s + chunk]
 
         def closs(q, Xc=Xc, Yc=Yc):
-            W1, b1 = q[: 2 * k].view(k, 2), q[2 * k: 3 * k]
-            W2, b2 = q[3 * k: 4 * k].view(1, k), q[4 * k:]
-            h = F.softplus(F.linear(Xc, W1, b1), beta=1.0, threshold=40.0)
-            return ((F.linear(h, W2, b2) - Yc) ** 2).sum()
+            return (torch_outputs(torch, F, q, k, D, Xc) - Yc).pow(2).sum()
 
         H += torch.func.hessian(closs)(p0)
     return (H / N).numpy()
 
 
 COLUMNS = [
-    "threads", "k", "P", "N",
+    "threads", "depth", "k", "P", "N",
     "symflow_grad_s", "torch_grad_s", "jax_grad_s", "ratio_torch_grad", "ratio_jax_grad", "ratio_best_grad",
     "symflow_hess_s", "torch_hess_s", "torch_hess_method", "torch_hess_autograd_s", "torch_hess_func_s",
     "jax_hess_s", "ratio_torch_hess", "ratio_jax_hess", "ratio_best_hess",
@@ -472,7 +504,8 @@ COLUMNS = [
 
 def write_csv(rows, header, threads, quiet=False):
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"peers_{threads}t.csv"
+    depth = header.get("depth", 1)
+    path = RESULTS / (f"peers_{threads}t.csv" if depth == 1 else f"peers_d{depth}_{threads}t.csv")
     with open(path, "w", newline="") as f:
         f.write("# " + json.dumps(header) + "\n")
         w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
@@ -493,7 +526,8 @@ def print_row(r, first=False):
 
 def print_tables(rows, header):
     th = header["threads"]
-    print(f"\n## Loss + gradient, float64, {th} thread(s)  (ratio = peer time / symflow time; "
+    nets = "1 hidden layer" if header["depth"] == 1 else f"{header['depth']} hidden layers of k"
+    print(f"\n## Loss + gradient, float64, {th} thread(s), {nets}  (ratio = peer time / symflow time; "
           f"median wall time)")
     h = ["k", "P", "N", "symflow", "torch", "jax", "torch/sf", "jax/sf", "best/sf", "jax compile", "grad err"]
     body = [[r["k"], r["P"], r["N"], fmt_t(r.get("symflow_grad_s")), fmt_t(r.get("torch_grad_s")),
@@ -501,7 +535,7 @@ def print_tables(rows, header):
              fmt_r(r.get("ratio_best_grad")), fmt_t(r.get("jax_grad_compile_s")), fmt_e(r.get("grad_err"))]
             for r in rows]
     table(h, body)
-    print(f"\n## Full Hessian, float64, {th} thread(s)  (ceiling = N*P^2 / {header['gemm_gflops']:.1f} GFLOP/s; "
+    print(f"\n## Full Hessian, float64, {th} thread(s), {nets}  (ceiling = N*P^2 / {header['gemm_gflops']:.1f} GFLOP/s; "
           f"torch = faster of autograd.functional (af) / func (fn))")
     h = ["k", "P", "N", "symflow", "torch", "jax", "torch/sf", "jax/sf", "best/sf", "ceiling", "sf/ceil",
          "jax compile", "hess err"]
@@ -540,7 +574,10 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    ap.add_argument("--ks", type=int, nargs="+", help="hidden widths (default 10 50 100)")
+    ap.add_argument("--ks", type=int, nargs="+",
+                    help="hidden widths (default 10 50 100; 10 20 50 with --depth >= 2)")
+    ap.add_argument("--depth", type=int, default=1,
+                    help="hidden layers of k neurons each (default 1, the reference grid)")
     ap.add_argument("--ns", type=int, nargs="+", help="sample counts (default 10 ... 100000)")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts (default 1 2)")
     ap.add_argument("--quick", action="store_true", help="small subset for smoke runs (k=10, N<=1000)")
@@ -554,6 +591,8 @@ def main(argv=None):
                     help="do not compute an untimed chunked torch Hessian where the timed ones were skipped")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.depth < 1:
+        ap.error(f"--depth must be at least 1 (hidden layers), got {args.depth}")
     if args.cache_dir:
         os.environ["SYMFLOW_CACHE_DIR"] = str(Path(args.cache_dir).resolve())
     if args.worker:
