@@ -67,6 +67,7 @@
 #define SF_YDIM 1
 #define SF_NTOT 10
 #define SF_WORK 149
+#define SF_RBWORK 40   /* rows of SF_GB: the dense R blocks' K and C in block layout */
 #define SF_BLOCK 256
 
 int sf_api_version(void) { return 6; }
@@ -1101,7 +1102,8 @@ SF_CLONES int sf_hessian(const double *p, const double *X, const double *Y, cons
     double *fwd = sf_scratch(SF_WS_BLOCK, SF_GB * SF_HESS_ROWS);
     double *Gp = sf_scratch(SF_WS_GP, SF_P * ldp);
     double *Gm = sf_scratch(SF_WS_GM, SF_P * ldm);
-    double *work = sf_scratch(SF_WS_WORK, SF_WORK);
+    double *work = sf_scratch(SF_WS_WORK, SF_WORK + SF_RBWORK * SF_GB);
+    double *RB = work ? work + SF_WORK : NULL;
     double *col = syrk ? NULL : sf_scratch(SF_WS_COL, SF_GN_R * SF_P);
     if (!fwd || !Gp || !Gm || !work || (!syrk && !col)) goto fail;
     double *xt = fwd, *yt = xt + SF_DIN * SF_GB, *wt = yt + SF_YDIM * SF_GB;
@@ -1211,7 +1213,8 @@ SF_CLONES int sf_hessian(const double *p, const double *X, const double *Y, cons
             }
         }
 
-        /* ---- the dense blocks of R (two or more hidden layers), sample by sample ---- */
+        /* ---- the dense blocks of R (two or more hidden layers): the per-sample matrices
+         * K and C (M', T, A recursions), stored in block layout in RB ---- */
         for (int b = 0; b < nb; ++b) {
             double x[SF_DIN], a[SF_NTOT], s[SF_NTOT], q[SF_NTOT], d[SF_NTOT], abar[SF_NTOT];
             for (int j = 0; j < SF_DIN; ++j) x[j] = xt[j * SF_GB + b];
@@ -1267,75 +1270,102 @@ SF_CLONES int sf_hessian(const double *p, const double *X, const double *Y, cons
                 for (int j = 0; j < 3; ++j)
                     for (int k = 0; k < 4; ++k) C[j * 4 + k] = s[4 + j] * Tprev[j * 4 + k];
             }
-            { /* R block: rows layer 1, columns layer 1 (K: full, C: none) */
-                const double *restrict inm = x;
-                const double *restrict inl = x;
+            {   /* K of block (1, 1) into block layout */
                 const double *restrict K = work + 0;
-                double v[4];
-                for (int i = 0; i < 4; ++i) {
-                    for (int j = 0; j < 4; ++j) {
-                        const int isw = j < 3;
-                        const long row = isw ? 0 + (long)i * 3 + j : 12 + i;
-                        double *restrict Hrow = H + row * SF_P;
-                        const double aj = isw ? inm[j] : 1.0;
-                        const double *restrict Ki = K + i * 4;
-                        for (int k = 0; k < 4; ++k) v[k] = Ki[k] * aj;
-                        for (int k = 0; k < 4; ++k) {
-                            double *restrict h = Hrow + 0 + k * 3;
-                            const double vk = v[k];
-                            for (int r = 0; r < 3; ++r) h[r] += vk * inl[r];
-                            Hrow[12 + k] += vk;
-                        }
-                    }
-                }
+                double *restrict KB = RB + 0 * SF_GB;
+                for (int t = 0; t < 16; ++t) KB[t * SF_GB + b] = K[t];
             }
-            { /* R block: rows layer 2, columns layer 1 (K: full, C: diag) */
-                const double *restrict inm = a + 0;
-                const double *restrict inl = x;
+            {   /* K of block (2, 1) into block layout */
                 const double *restrict K = work + 74;
-                double v[4];
-                for (int i = 0; i < 3; ++i) {
-                    const double di = d[4 + i];
-                    for (int j = 0; j < 4; ++j) {
-                        const int isw = j < 4;
-                        const long row = isw ? 16 + (long)i * 4 + j : 28 + i;
-                        double *restrict Hrow = H + row * SF_P;
-                        const double aj = isw ? inm[j] : 1.0;
-                        const double *restrict Ki = K + i * 4;
-                        for (int k = 0; k < 4; ++k) v[k] = Ki[k] * aj;
-                        if (isw) v[j] += di * s[0 + j];
-                        for (int k = 0; k < 4; ++k) {
-                            double *restrict h = Hrow + 0 + k * 3;
-                            const double vk = v[k];
-                            for (int r = 0; r < 3; ++r) h[r] += vk * inl[r];
-                            Hrow[12 + k] += vk;
+                double *restrict KB = RB + 16 * SF_GB;
+                for (int t = 0; t < 12; ++t) KB[t * SF_GB + b] = K[t];
+            }
+            {   /* C of block (3, 1) into block layout */
+                const double *restrict C = work + 86;
+                double *restrict CB = RB + 28 * SF_GB;
+                for (int t = 0; t < 12; ++t) CB[t * SF_GB + b] = C[t];
+            }
+        }
+
+        /* The dense blocks as sums over the block's samples: entry (row (i, j) of layer m,
+         * column (k, r) of layer l) = sum_b u_b a~_{l-1,r} with, per sample,
+         * u = K_ik a~_{m-1,j} + d_m,i C_jk (the C-term not for the bias row j), summed
+         * with the gradient's dot products for all r of (i, j, k) at once. */
+        { /* R block: rows layer 1, columns layer 1 (K: full, C: none) */
+            const double *restrict inm = xt;
+            const double *restrict inl = xt;
+            double u[SF_GB];
+            (void)inm;
+            for (int i = 0; i < 4; ++i) {
+                for (int j = 0; j < 4; ++j) {
+                    const int isw = j < 3;
+                    const long row = isw ? 0 + (long)i * 3 + j : 12 + i;
+                    double *restrict Hrow = H + row * SF_P;
+                    /* weight rows: columns of neurons k > i lie above the diagonal (the
+                     * bias rows follow all weights of the layer, so they need every k) */
+                    const int kend = isw ? i + 1 : 4;
+                    for (int k = 0; k < kend; ++k) {
+                        const double *restrict Kik = RB + (0 + (long)i * 4 + k) * SF_GB;
+                        if (isw) {
+                            const double *restrict aj = inm + j * SF_GB;
+                            for (int b = 0; b < nb; ++b) u[b] = Kik[b] * aj[b];
+                        } else {
+                            for (int b = 0; b < nb; ++b) u[b] = Kik[b];
                         }
+                        sf_block_dots(u, inl, 3, nb, Hrow + 0 + k * 3, 1, Hrow + 12 + k);
                     }
                 }
             }
-            { /* R block: rows layer 3, columns layer 1 (K: none, C: full) */
-                const double *restrict inm = a + 4;
-                const double *restrict inl = x;
-                const double *restrict C = work + 86;
-                double v[4];
-                for (int i = 0; i < 3; ++i) {
-                    const double di = d[7 + i];
-                    for (int j = 0; j < 4; ++j) {
-                        const int isw = j < 3;
-                        const long row = isw ? 28 + (long)i * 3 + j : 37 + i;
-                        double *restrict Hrow = H + row * SF_P;
-                        const double aj = isw ? inm[j] : 1.0;
-                        for (int k = 0; k < 4; ++k) v[k] = 0.0;
+        }
+        { /* R block: rows layer 2, columns layer 1 (K: full, C: diag) */
+            const double *restrict inm = A + 0 * SF_GB;
+            const double *restrict inl = xt;
+            double u[SF_GB];
+            (void)inm;
+            for (int i = 0; i < 3; ++i) {
+                const double *restrict di = D + (4 + i) * SF_GB;
+                for (int j = 0; j < 4; ++j) {
+                    const int isw = j < 4;
+                    const long row = isw ? 16 + (long)i * 4 + j : 28 + i;
+                    double *restrict Hrow = H + row * SF_P;
+                    const int kend = 4;
+                    for (int k = 0; k < kend; ++k) {
+                        const double *restrict Kik = RB + (16 + (long)i * 4 + k) * SF_GB;
                         if (isw) {
-                            const double *restrict Cj = C + j * 4;
-                            for (int k = 0; k < 4; ++k) v[k] += di * Cj[k];
+                            const double *restrict aj = inm + j * SF_GB;
+                            for (int b = 0; b < nb; ++b) u[b] = Kik[b] * aj[b];
+                        } else {
+                            for (int b = 0; b < nb; ++b) u[b] = Kik[b];
                         }
-                        for (int k = 0; k < 4; ++k) {
-                            double *restrict h = Hrow + 0 + k * 3;
-                            const double vk = v[k];
-                            for (int r = 0; r < 3; ++r) h[r] += vk * inl[r];
-                            Hrow[12 + k] += vk;
+                        if (isw && k == j) {
+                            const double *restrict sj = S + (0 + j) * SF_GB;
+                            for (int b = 0; b < nb; ++b) u[b] += di[b] * sj[b];
                         }
+                        sf_block_dots(u, inl, 3, nb, Hrow + 0 + k * 3, 1, Hrow + 12 + k);
+                    }
+                }
+            }
+        }
+        { /* R block: rows layer 3, columns layer 1 (K: none, C: full) */
+            const double *restrict inm = A + 4 * SF_GB;
+            const double *restrict inl = xt;
+            double u[SF_GB];
+            (void)inm;
+            for (int i = 0; i < 3; ++i) {
+                const double *restrict di = D + (7 + i) * SF_GB;
+                for (int j = 0; j < 4; ++j) {
+                    const int isw = j < 3;
+                    const long row = isw ? 28 + (long)i * 3 + j : 37 + i;
+                    double *restrict Hrow = H + row * SF_P;
+                    const int kend = 4;
+                    for (int k = 0; k < kend; ++k) {
+                        if (!isw) continue;   /* no K-term, and no C-term for the bias row */
+                        for (int b = 0; b < nb; ++b) u[b] = 0.0;
+                        if (isw) {
+                            const double *restrict Cjk = RB + (28 + (long)j * 4 + k) * SF_GB;
+                            for (int b = 0; b < nb; ++b) u[b] += di[b] * Cjk[b];
+                        }
+                        sf_block_dots(u, inl, 3, nb, Hrow + 0 + k * 3, 1, Hrow + 12 + k);
                     }
                 }
             }

@@ -67,6 +67,7 @@
 #define SF_YDIM 1
 #define SF_NTOT 11
 #define SF_WORK 231
+#define SF_RBWORK 0   /* rows of SF_GB: the dense R blocks' K and C in block layout */
 #define SF_BLOCK 256
 
 int sf_api_version(void) { return 6; }

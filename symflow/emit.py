@@ -330,6 +330,13 @@ def _context(spec: MLP) -> dict:
                 "czoff": zoff[m - 2] if m >= 2 else 0,
             })
             blocks[-1]["full"] = "full" in (blocks[-1]["kterm"], blocks[-1]["cross"])
+    # block-layout rows (SF_GB samples each) of the dense blocks' K and C
+    rbwork = 0
+    for blk in blocks:
+        if blk["kterm"] == "full":
+            blk["kboff"], rbwork = rbwork, rbwork + blk["nm"] * blk["nl"]
+        if blk["cross"] == "full":
+            blk["cboff"], rbwork = rbwork, rbwork + blk["nminm"] * blk["nl"]
 
     key_c = spec.key.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return {
@@ -338,7 +345,7 @@ def _context(spec: MLP) -> dict:
         "L": L, "P": spec.nparams, "din": spec.din, "dout": spec.dout,
         "softmax": spec.softmax, "ntot": z_total, "work": work, "uoff": uoff,
         "acts": acts, "outs": outs, "layers": layers, "pairs": pairs, "blocks": blocks,
-        "any_full": any(blk["full"] for blk in blocks),
+        "any_full": any(blk["full"] for blk in blocks), "rbwork": rbwork,
     }
 
 
