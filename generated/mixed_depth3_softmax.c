@@ -602,6 +602,48 @@ static inline void sf_block_matmul(const double *restrict W, long si, long sj, i
                                    const double *restrict init, const double *restrict in,
                                    int nb, const double *restrict mul, double *restrict out)
 {
+#if SF_VEC
+    if (nb == SF_GB) {
+        /* full blocks: register tiles of two output rows x 16 samples, all m inputs
+         * added in registers (6 loads per 8 FMAs instead of 6 per 4), same order of j */
+        for (int i = 0; i < n; i += 2) {
+            const int two = i + 1 < n;
+            const double *restrict w0 = W + i * si, *restrict w1 = two ? w0 + si : w0;
+            const double c0 = init ? init[i] : 0.0, c1 = init && two ? init[i + 1] : 0.0;
+            for (int h = 0; h < SF_GB; h += 16) {
+                sf_v4 a0 = {c0, c0, c0, c0}, a1 = a0, a2 = a0, a3 = a0;
+                sf_v4 b0 = {c1, c1, c1, c1}, b1 = b0, b2 = b0, b3 = b0;
+                for (int j = 0; j < m; ++j) {
+                    const double *restrict x = in + j * SF_GB + h;
+                    const double u = w0[j * sj], v = w1[j * sj];
+                    sf_v4 x0, x1, x2, x3;
+                    SF_LD4(x0, x); SF_LD4(x1, x + 4); SF_LD4(x2, x + 8); SF_LD4(x3, x + 12);
+                    a0 += u * x0; a1 += u * x1; a2 += u * x2; a3 += u * x3;
+                    b0 += v * x0; b1 += v * x1; b2 += v * x2; b3 += v * x3;
+                }
+                if (mul) {
+                    const double *restrict m0 = mul + i * SF_GB + h, *restrict m1 = m0 + SF_GB;
+                    sf_v4 y0, y1, y2, y3;
+                    SF_LD4(y0, m0); SF_LD4(y1, m0 + 4); SF_LD4(y2, m0 + 8); SF_LD4(y3, m0 + 12);
+                    a0 *= y0; a1 *= y1; a2 *= y2; a3 *= y3;
+                    if (two) {
+                        SF_LD4(y0, m1); SF_LD4(y1, m1 + 4); SF_LD4(y2, m1 + 8); SF_LD4(y3, m1 + 12);
+                        b0 *= y0; b1 *= y1; b2 *= y2; b3 *= y3;
+                    }
+                }
+                double *restrict o0 = out + i * SF_GB + h;
+                memcpy(o0, &a0, sizeof a0); memcpy(o0 + 4, &a1, sizeof a1);
+                memcpy(o0 + 8, &a2, sizeof a2); memcpy(o0 + 12, &a3, sizeof a3);
+                if (two) {
+                    double *restrict o1 = o0 + SF_GB;
+                    memcpy(o1, &b0, sizeof b0); memcpy(o1 + 4, &b1, sizeof b1);
+                    memcpy(o1 + 8, &b2, sizeof b2); memcpy(o1 + 12, &b3, sizeof b3);
+                }
+            }
+        }
+        return;
+    }
+#endif
     for (int i = 0; i < n; ++i) {
         const double *restrict wi = W + i * si;
         double *restrict oi = out + i * SF_GB;
