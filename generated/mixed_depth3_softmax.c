@@ -1728,12 +1728,15 @@ static void sf_pool_grow(int want)
  * and for kind 2 it then copies the lower triangle of H into the upper one.  Range
  * 0 adds straight into them; every other range is computed from zero into a buffer of
  * its own and added in, in the order of the ranges, whichever thread ran it, so that
- * the result does not depend on the threads' timing.  Returns 0, or 1 when memory ran
- * out. */
+ * the result does not depend on the threads' timing.  Returns 0, 1 when memory ran
+ * out, or 2 (nothing computed) when a parameter is not finite. */
 int sf_run(int kind, const double *p, const double *X, const double *Y, const double *w,
            long N, long n0, long n1, int ntasks, double *loss, double *grad, double *H,
            sf_syrk_fn syrk, long gbytes, sf_threads_fn blas_local)
 {
+    int finite = 1;   /* x - x is 0 for finite x, NaN for +-inf and NaN */
+    for (long i = 0; i < SF_P; ++i) finite &= p[i] - p[i] == 0.0;
+    if (!finite) return 2;
     if (ntasks > n1 - n0) ntasks = n1 - n0 > 1 ? (int)(n1 - n0) : 1;
     if (ntasks < 1) ntasks = 1;
     grad = kind >= 1 ? grad : NULL;

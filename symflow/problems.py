@@ -181,9 +181,10 @@ class Net:
     R(p) = (|p|^2/(2P) - c)^3/3 where |p|^2/(2P) > c.  ``merge=(layer, i, j, lam)``
     adds lam/2 |theta_i - theta_j|^2 over the incoming weights and bias of neurons
     i and j (0-based) of ``layer`` (1-based, as in the parameter names ``W1_0_1``).
-    ``threads`` splits large data sets over threads (default ``$SYMFLOW_NUM_THREADS``
-    or all available CPUs; the result depends on the split only through round-off, and
-    not on the threads' timing). The Hessian's BLAS calls are single-threaded (symflow's
+    ``threads`` splits large data sets over threads (default ``$SYMFLOW_NUM_THREADS``,
+    checked when the Net is made and read again by every call with enough samples to
+    split, i.e. at least 64; else all available CPUs; the result depends on the split only
+    through round-off, and not on the threads' timing). The Hessian's BLAS calls are single-threaded (symflow's
     threads use the cores), except with several threads and more than 3000 parameters,
     where one symflow thread calls the BLAS with its threads (per-thread Hessians would
     need too much memory).
@@ -216,6 +217,8 @@ class Net:
                                     or threads < 1):
             raise ParameterError(f"threads must be a positive integer or None, got {threads!r}")
         self.threads = threads
+        if threads is None:
+            default_threads()  # an invalid $SYMFLOW_NUM_THREADS is reported here
         self._attach()
 
     # -- validation -----------------------------------------------------------------
@@ -322,6 +325,7 @@ class Net:
         self._pX = self._buf(self.X)
         self._pY = self._buf(self.Y)
         self._pw = ffi.NULL if self.weights is None else self._buf(self.weights)
+        self._pshape = (self.spec.nparams,)
 
     def __getstate__(self):
         merge = None if self.merge is None else self.merge[:4]
@@ -378,6 +382,15 @@ class Net:
         p = self.spec.check_params(p)
         return p, self._buf(p)
 
+    def _p_kernel(self, p):
+        """``(p, pointer)`` for the kernels: a float64 C-contiguous vector of the right
+        length is passed as it is (``sf_run`` checks that it is finite, and ``_run`` then
+        raises check_params' error); anything else goes through ``check_params``."""
+        if (type(p) is np.ndarray and p.dtype == np.float64 and p.shape == self._pshape
+                and p.flags.c_contiguous):
+            return p, self._ffi.from_buffer("double[]", p)
+        return self._p(p)
+
     # -- regularisers (O(P), in NumPy) -------------------------------------------------
     def _reg(self, p, order: int):
         loss, grad, hess = 0.0, None, None
@@ -418,17 +431,18 @@ class Net:
         return MemoryError(f"the {what} kernel could not allocate its workspace "
                            f"(P={self.spec.nparams}); free memory or use fewer parameters")
 
-    def _run(self, kind: int, what: str, pp, loss, grad, hess=None, split=True) -> None:
+    def _run(self, kind: int, what: str, p, pp, loss, grad, hess=None, split=True) -> None:
         """Add the loss (kind 0), gradient (1) and Hessian (2, mirrored from the lower
-        triangle) over all samples to ``loss`` (a C double), ``grad`` and ``hess`` (zeros),
-        on the module's C threads (one range of samples per thread; one range when not
-        ``split``)."""
-        ffi, N = self._ffi, self.nsamples
-        threads = self.threads or default_threads()
+        triangle) at ``p`` over all samples to ``loss`` (a C double), ``grad`` and ``hess``
+        (zeros), on the module's C threads (one range of samples per thread; one range
+        when not ``split``)."""
+        ffi, N = self._ffi, self.X.shape[0]
         ranges = 1
-        if threads > 1 and split:
-            P = self.spec.nparams
-            ranges = _parts(N, threads, *((P * P, "hessian") if kind == 2 else (P, "gradient")))
+        if split and N >= 2 * _MIN_SAMPLES_PER_THREAD:  # else one range at any thread count
+            threads = self.threads or default_threads()
+            if threads > 1:
+                P = p.shape[0]
+                ranges = _parts(N, threads, *((P * P, "hessian") if kind == 2 else (P, "gradient")))
         syrk = local = ffi.NULL
         if kind == 2 and _BLAS_HESSIAN:
             # symflow threads over samples, so its BLAS calls run single-threaded (also
@@ -436,18 +450,23 @@ class Net:
             # either, and they spin on the cores after each call); unsplit large-P
             # Hessians use the BLAS's threads instead
             syrk, local = _blas_pointers(ffi)
-            local = local if threads == 1 or split else ffi.NULL
-        if self._lib.sf_run(kind, pp, self._pX, self._pY, self._pw, N, 0, N, ranges, loss,
-                            ffi.NULL if grad is None else self._buf(grad),
-                            ffi.NULL if hess is None else self._buf(hess), syrk, _CHUNK_BYTES,
-                            local):
+            if not split and (self.threads or default_threads()) > 1:
+                local = ffi.NULL
+        status = self._lib.sf_run(kind, pp, self._pX, self._pY, self._pw, N, 0, N, ranges, loss,
+                                  ffi.NULL if grad is None else ffi.from_buffer("double[]", grad),
+                                  ffi.NULL if hess is None else ffi.from_buffer("double[]", hess),
+                                  syrk, _CHUNK_BYTES, local)
+        if status == 2:  # a parameter is not finite: check_params names it
+            self.spec.check_params(p)
+            raise RuntimeError("sf_run found a non-finite parameter that check_params accepted")
+        if status:
             raise self._no_workspace(what)
 
     def loss(self, p) -> float:
         """Loss at ``p``."""
-        p, pp = self._p(p)
+        p, pp = self._p_kernel(p)
         loss = self._ffi.new("double[1]")
-        self._run(0, "loss", pp, loss, None)
+        self._run(0, "loss", p, pp, loss, None)
         value = loss[0]
         if self._regularised:
             value += self._reg(p, 0)[0]
@@ -455,9 +474,9 @@ class Net:
 
     def loss_and_gradient(self, p) -> tuple[float, np.ndarray]:
         """``(loss, gradient)`` at ``p`` in one pass over the data."""
-        p, pp = self._p(p)
+        p, pp = self._p_kernel(p)
         loss, grad = self._ffi.new("double[1]"), np.zeros(p.shape[0])
-        self._run(1, "loss and gradient", pp, loss, grad)
+        self._run(1, "loss and gradient", p, pp, loss, grad)
         value = loss[0]
         if self._regularised:
             rl, rg, _ = self._reg(p, 1)
@@ -477,11 +496,11 @@ class Net:
         part, which it accumulates with BLAS rank-k updates (``dsyrk``, called from C;
         without SciPy's BLAS, symflow's own C loops).
         """
-        p, pp = self._p(p)
+        p, pp = self._p_kernel(p)
         P = p.shape[0]
         loss, grad, hess = self._ffi.new("double[1]"), np.zeros(P), np.zeros((P, P))
         # Per-thread triangles cost P^2 doubles each: very large P runs on one thread.
-        self._run(2, "Hessian", pp, loss, grad, hess, split=P <= _MAX_THREADED_HESSIAN_P)
+        self._run(2, "Hessian", p, pp, loss, grad, hess, split=P <= _MAX_THREADED_HESSIAN_P)
         value = loss[0]
         if self._regularised:
             rl, rg, rh = self._reg(p, 2)

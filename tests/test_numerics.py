@@ -175,6 +175,12 @@ SYMPY_LAYER = [(3, SYMPY_EXPR, True), (1, "tanh", True)]
 SOFTMAX = [(5, "tanh", True), (4, "softmax", True)]
 SOFTMAX_DEEP = [(4, "gelu", True), (3, "silu", False), (3, "softmax", True)]
 WIDE = [(20, "softplus", True), (3, "sigmoid", True)]  # P = 163, N > one 256-sample block
+# Deep nets over full 32-sample blocks and a partial one (N = 77 = 2 * 32 + 13; 70 = 2 * 32
+# + 6): the register-tiled matmul of full blocks (odd widths: a last single row), and the
+# dense Hessian blocks summed over each block (K and C in block layout; both orders of
+# the dot products: more column neurons than inputs, and fewer)
+DEEP_ODD = [(5, "softplus", True), (3, "tanh", True), (2, "sigmoid", True)]
+DEEP_SOFTMAX = [(4, "gelu", True), (3, "silu", False), (3, "tanh", True), (3, "softmax", True)]
 
 
 def hidden(act):
@@ -202,6 +208,8 @@ CASES = {
     "softmax": (3, SOFTMAX, {}),
     "softmax-weights-deep": (2, SOFTMAX_DEEP, {"weights": True}),
     "wide-N300": (4, WIDE, {"weights": True, "N": 300}),
+    "deep-N77": (3, DEEP_ODD, {"weights": True, "N": 77}),
+    "deep-softmax-N70": (2, DEEP_SOFTMAX, {"N": 70}),
     "merge-layer1": (3, DEPTH3, {"merge": (1, 0, 2, 0.7)}),
     "merge-layer2-nobias": (3, DEPTH3, {"merge": (2, 2, 1, 1.3), "weights": True}),
 }
@@ -514,7 +522,8 @@ def _torch_loss(torch, c):
     return loss
 
 
-@pytest.mark.parametrize("name", ["depth3-sigmoid-out", "softmax-weights-deep"])
+@pytest.mark.parametrize("name", ["depth3-sigmoid-out", "softmax-weights-deep", "deep-N77",
+                                  "deep-softmax-N70"])
 def test_pytorch_autograd_gradient_and_hessian(name):
     torch = pytest.importorskip("torch")
     c = get(name)

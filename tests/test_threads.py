@@ -50,7 +50,12 @@ def test_threads_argument_is_validated(monkeypatch):
     with pytest.raises(symflow.ParameterError, match="threads"):
         symflow.Net(arch, np.zeros((2, 1)), np.zeros(2), threads=0)
     monkeypatch.setenv("SYMFLOW_NUM_THREADS", "zero")
-    net = symflow.Net(arch, np.zeros((2, 1)), np.zeros(2))
+    with pytest.raises(symflow.ParameterError, match="SYMFLOW_NUM_THREADS"):
+        symflow.Net(arch, np.zeros((2, 1)), np.zeros(2))
+    # set after the Net was made: reported by the first call that could split (N >= 64)
+    monkeypatch.delenv("SYMFLOW_NUM_THREADS")
+    net = symflow.Net(arch, np.zeros((64, 1)), np.zeros(64))
+    monkeypatch.setenv("SYMFLOW_NUM_THREADS", "0")
     with pytest.raises(symflow.ParameterError, match="SYMFLOW_NUM_THREADS"):
         net.loss(np.zeros(2))
 
