@@ -176,10 +176,11 @@ SOFTMAX = [(5, "tanh", True), (4, "softmax", True)]
 SOFTMAX_DEEP = [(4, "gelu", True), (3, "silu", False), (3, "softmax", True)]
 WIDE = [(20, "softplus", True), (3, "sigmoid", True)]  # P = 163, N > one 256-sample block
 # Deep nets over full 32-sample blocks and a partial one (N = 77 = 2 * 32 + 13; 70 = 2 * 32
-# + 6): the register-tiled matmul of full blocks (odd widths: a last single row), and the
-# dense Hessian blocks summed over each block (K and C in block layout; both orders of
-# the dot products: more column neurons than inputs, and fewer)
-DEEP_ODD = [(5, "softplus", True), (3, "tanh", True), (2, "sigmoid", True)]
+# + 6): the register-tiled matmul of full blocks (from 16 inputs; back-propagation into 17
+# neurons: a last single row), and the dense Hessian blocks summed over each block (K and C
+# in block layout; both orders of the dot products: more column neurons than inputs, and
+# fewer)
+DEEP_ODD = [(17, "softplus", True), (16, "tanh", True), (2, "sigmoid", True)]
 DEEP_SOFTMAX = [(4, "gelu", True), (3, "silu", False), (3, "tanh", True), (3, "softmax", True)]
 
 
