@@ -183,11 +183,11 @@ class Net:
     i and j (0-based) of ``layer`` (1-based, as in the parameter names ``W1_0_1``).
     ``threads`` splits large data sets over threads (default ``$SYMFLOW_NUM_THREADS``,
     checked when the Net is made and read again by every call with enough samples to
-    split, i.e. at least 64; else all available CPUs; the result depends on the split only
-    through round-off, and not on the threads' timing). The Hessian's BLAS calls are single-threaded (symflow's
-    threads use the cores), except with several threads and more than 3000 parameters,
-    where one symflow thread calls the BLAS with its threads (per-thread Hessians would
-    need too much memory).
+    split, i.e. at least 64; else all available CPUs; the result depends on the split
+    only through round-off, and not on the threads' timing). The Hessian's BLAS calls
+    are single-threaded (symflow's threads use the cores), except with several threads
+    and more than 3000 parameters, where one symflow thread calls the BLAS with its
+    threads (per-thread Hessians would need too much memory).
 
     >>> import numpy as np
     >>> arch = MLP(2, [(4, "tanh", True), (1, "identity", True)])
