@@ -276,8 +276,8 @@ def test_vectorized_exp_and_log1p_are_within_two_ulp():
 
 
 def test_vectorized_sigmoid_softplus_tanh_are_within_three_ulp():
-    """The kernels' branch-free sigmoid, softplus and tanh (shared exp(-|x|), fdlibm's
-    log polynomial, expm1-based tanh; math_helpers.h) against mpmath at 40 digits on
+    """The kernels' branch-free sigmoid, softplus and tanh (shared exp(-|x|), log1p of it
+    by the atanh series, expm1-based tanh; math_helpers.h) against mpmath at 40 digits on
     9000 random points: <= 3 ulp (2 observed) where the value is a normal double, and
     the derivatives built from them (sigmoid(x) sigmoid(-x), sech^2) <= 6 ulp (5
     observed).  Also the limits, signed zeros and NaN."""
