@@ -27,9 +27,11 @@ Operations timed (median wall time of repeats, never the first call):
 Each thread count runs in its own worker subprocess, because the thread
 settings (OMP/OPENBLAS/MKL_NUM_THREADS, SYMFLOW_NUM_THREADS, XLA_FLAGS) must be
 in the environment before numpy/torch/JAX are imported; torch additionally gets
-``torch.set_num_threads``.  ``cpu/wall`` (process CPU time over wall time during
-the timed repeats) is recorded so that a tool using more cores than allowed is
-visible.
+``torch.set_num_threads``.  A worker with fewer threads than the CPUs it may use is
+also pinned to that many CPUs (``sched_setaffinity``), because JAX 0.10 does not keep
+to the 1-thread XLA_FLAGS (it used 1.4-1.9 cores without the pinning).  ``cpu/wall``
+(process CPU time over wall time during the timed repeats) is recorded so that a tool
+using more cores than allowed is visible.
 
 Also reported: the measured float64 GEMM rate (numpy ``A @ B``, 2000 x 2000, same
 thread count), the Hessian "ceiling" time N * P^2 / GEMM rate (flops of a
@@ -189,8 +191,23 @@ class Timer:
                 "cpu_util": cpu / wall if wall > 0 else float("nan"), "out": out}
 
 
+def restrict_cpus(threads: int) -> str:
+    """Pin this process (and the threads it will start) to `threads` of the CPUs it may
+    use, so that every tool gets the same number of cores: thread-count settings alone
+    do not bind JAX 0.10, whose XLA CPU runtime ran on 1.4-1.9 cores with the 1-thread
+    XLA_FLAGS.  Returns a description for the CSV header."""
+    if not hasattr(os, "sched_setaffinity"):
+        return "not restricted (no sched_setaffinity on this platform)"
+    cpus = sorted(os.sched_getaffinity(0))
+    if threads >= len(cpus):
+        return f"all {len(cpus)} allowed CPUs"
+    os.sched_setaffinity(0, cpus[:threads])
+    return f"CPUs {cpus[:threads]} of {cpus}"
+
+
 def worker(args) -> int:
     threads = args.threads[0]
+    affinity = restrict_cpus(threads)  # before numpy/torch/JAX start their thread pools
     import warnings
 
     import numpy as np
@@ -242,11 +259,11 @@ def worker(args) -> int:
         "machine": platform.machine(), "cpus": os.cpu_count(),
         "loadavg_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "gemm_gflops": gemm_gflops, "gemm_gflops_median": gemm_median, "gemm_cpu_util": g["cpu_util"], "mem_budget_gb": mem_gb,
-        "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
+        "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""), "cpu_affinity": affinity,
     }
     print(f"# threads={threads}  python {header['python']}  numpy {header['numpy']}  "
           f"symflow {header['symflow']}  torch {torch_version}  jax {jax_version}  "
-          f"cpus={header['cpus']}  load avg {header['loadavg_start']:.2f}", flush=True)
+          f"cpus={header['cpus']} ({affinity})  load avg {header['loadavg_start']:.2f}", flush=True)
     print(f"# float64 GEMM (numpy 2000x2000 A@B, {threads} thread(s)): {gemm_gflops:.1f} GFLOP/s best, "
           f"{gemm_median:.1f} median (cpu/wall {g['cpu_util']:.2f});  Hessian ceiling time = N*P^2 / GEMM rate "
           f"(symmetric rank-N update, 2*N*P^2/2 flops)", flush=True)
