@@ -793,7 +793,7 @@ static inline double sf_block_sum(const double *restrict wt, const double *restr
  * these sizes per call made glibc map (or grow the heap) and fault in fresh pages every
  * call, and unmap them again; measured at k = 100, N = 1000 with two threads, the
  * Hessian took 8.7 ms that way against 2.7 ms with the memory kept. */
-enum { SF_WS_BLOCK, SF_WS_GP, SF_WS_GM, SF_WS_WORK, SF_WS_COL, SF_WS_PART, SF_NWS };
+enum { SF_WS_BLOCK, SF_WS_GP, SF_WS_GM, SF_WS_WORK, SF_WS_PART, SF_NWS };
 #define SF_SCRATCH_KEEP (1L << 21)
 typedef struct {
     double *buf[SF_NWS];
@@ -956,7 +956,7 @@ SF_CLONES int sf_loss_grad(const double *p, const double *X, const double *Y, co
  * vector r e_o through the block, and stored parameter-major in Gp: row k holds
  * parameter k, one column per (sample, output).  When Gp is full or the range ends,
  * Gp Gp' is added to H, by the caller's BLAS dsyrk when one is given (a rank-k update at
- * BLAS speed) and here otherwise (without SciPy's BLAS).  Negative weights (Phi_oo < 0)
+ * BLAS speed; large P) and by sf_gn_dot otherwise (small P, or no BLAS).  Negative weights (Phi_oo < 0)
  * put their rows, with r = sqrt(-c_n Phi_n,oo), in Gm, which is subtracted the same way;
  * for softmax, Phi = diag(pr) - pr pr' gives the rows sqrt(c_n pr_o) J_o in Gp and
  * sqrt(c_n) pr'J in Gm.  The sparse parts of R (the
@@ -964,106 +964,103 @@ SF_CLONES int sf_loss_grad(const double *p, const double *X, const double *Y, co
  * with the gradient's dot products; the dense parts of deeper nets, sample by sample.
  *
  * Samples n0 <= n < n1 of N are processed; loss, grad and the lower triangle of H are
- * accumulated (the caller zeroes them).  gbytes bounds the memory of Gp (and Gm). */
+ * accumulated (the caller zeroes them).  With dsyrk, gbytes bounds the memory of Gp (and Gm). */
 typedef void (*sf_syrk_fn)(char *uplo, char *trans, int *n, int *k, double *alpha, double *a,
                            int *lda, double *beta, double *c, int *ldc);
 #define SF_GM 1
 
 /* H += sign G G' on the lower triangle (H row-major P x P; G: P rows of cols columns,
- * row stride ld).  With BLAS, one dsyrk call.  Without, in rank-SF_GN_R updates: SF_GN_R
- * columns of G are copied sample-major to col (scratch of SF_GN_R * SF_P), and
- * sf_gn_rows adds them to two rows of H at a time in register tiles.  The C path may also
- * write entries just above the diagonal (rounding tiles up to whole vectors); sf_mirror
- * overwrites them with their lower-triangle twins. */
-#define SF_GN_R 16
+ * row stride ld).  With BLAS, one dsyrk call.  Without (the caller passes no dsyrk for
+ * small P, where these loops are faster than a BLAS call, or when SciPy has no BLAS),
+ * sf_gn_dot: every entry is the dot product of two rows of G, taken over SF_GN_KT columns
+ * at a time (a slice of G that stays in the L1 cache) in register tiles of 3 rows by 4
+ * columns of H, 12 FMAs per 7 loads.  The tiles on the diagonal also write up to three
+ * entries above it; sf_mirror overwrites them with their lower-triangle twins. */
+#define SF_GN_KT 64
+static const double sf_gn_zeros[SF_GN_KT];   /* the rows past P of the edge tiles */
 
-/* Rows r, r + 1 (or only r when r is the last row) of H += sign col' col over R samples,
- * columns 0..r+1 rounded up to whole vectors (within the row). */
-static inline void sf_gn_rows(const double *restrict col, int R, double sign, double *restrict H)
-{
-    for (long r = 0; r < SF_P; r += 2) {
-        const int two = r + 1 < SF_P;
-        double v[SF_GN_R], w[SF_GN_R];
-        int nz = 0;
-        for (int s = 0; s < R; ++s) {
-            v[s] = sign * col[s * SF_P + r];
-            w[s] = two ? sign * col[s * SF_P + r + 1] : 0.0;
-            nz |= (v[s] != 0.0) | (w[s] != 0.0);
-        }
-        if (!nz) continue;                     /* sparse J rows: other outputs' parameters */
-        double *restrict h0 = H + r * SF_P;
-        if (!two) {                            /* the last row of an odd P */
-            for (long c = 0; c <= r; ++c) {
-                double a = h0[c];
-                for (int s = 0; s < R; ++s) a += v[s] * col[s * SF_P + c];
-                h0[c] = a;
-            }
-            continue;
-        }
-        double *restrict h1 = h0 + SF_P;
-        const long cend = r + 2;
-        long c = 0;
 #if SF_VEC
-        long c4 = (cend + 3) & ~3L;
-        if (c4 > SF_P) c4 = SF_P & ~3L;
-        for (; c + 16 <= c4; c += 16) {        /* 2 x 16 tile: 8 FMAs per 4 loads of col */
-            sf_v4 a0, a1, a2, a3, b0, b1, b2, b3;
-            SF_LD4(a0, h0 + c); SF_LD4(a1, h0 + c + 4); SF_LD4(a2, h0 + c + 8); SF_LD4(a3, h0 + c + 12);
-            SF_LD4(b0, h1 + c); SF_LD4(b1, h1 + c + 4); SF_LD4(b2, h1 + c + 8); SF_LD4(b3, h1 + c + 12);
-            for (int s = 0; s < R; ++s) {
-                const double *restrict q = col + s * SF_P + c;
-                const double vs = v[s], ws = w[s];
-                sf_v4 x0, x1, x2, x3;
-                SF_LD4(x0, q); SF_LD4(x1, q + 4); SF_LD4(x2, q + 8); SF_LD4(x3, q + 12);
-                a0 += vs * x0; a1 += vs * x1; a2 += vs * x2; a3 += vs * x3;
-                b0 += ws * x0; b1 += ws * x1; b2 += ws * x2; b3 += ws * x3;
-            }
-            memcpy(h0 + c, &a0, sizeof a0); memcpy(h0 + c + 4, &a1, sizeof a1);
-            memcpy(h0 + c + 8, &a2, sizeof a2); memcpy(h0 + c + 12, &a3, sizeof a3);
-            memcpy(h1 + c, &b0, sizeof b0); memcpy(h1 + c + 4, &b1, sizeof b1);
-            memcpy(h1 + c + 8, &b2, sizeof b2); memcpy(h1 + c + 12, &b3, sizeof b3);
-        }
-        for (; c + 4 <= c4; c += 4) {
-            sf_v4 a0, b0;
-            SF_LD4(a0, h0 + c); SF_LD4(b0, h1 + c);
-            for (int s = 0; s < R; ++s) {
-                sf_v4 x0;
-                SF_LD4(x0, col + s * SF_P + c);
-                a0 += v[s] * x0; b0 += w[s] * x0;
-            }
-            memcpy(h0 + c, &a0, sizeof a0); memcpy(h1 + c, &b0, sizeof b0);
-        }
+/* (sum a, sum b, sum c, sum d) */
+static inline sf_v4 sf_hsum4x4(const sf_v4 *a, const sf_v4 *b, const sf_v4 *c, const sf_v4 *d)
+{
+    const sf_v4 ab = (sf_v4){(*a)[0], (*b)[0], (*a)[2], (*b)[2]} + (sf_v4){(*a)[1], (*b)[1], (*a)[3], (*b)[3]};
+    const sf_v4 cd = (sf_v4){(*c)[0], (*d)[0], (*c)[2], (*d)[2]} + (sf_v4){(*c)[1], (*d)[1], (*c)[3], (*d)[3]};
+    return (sf_v4){ab[0], ab[1], cd[0], cd[1]} + (sf_v4){ab[2], ab[3], cd[2], cd[3]};
+}
 #endif
-        for (; c < cend; ++c) {
-            double a = h0[c], b = h1[c];
-            for (int s = 0; s < R; ++s) {
-                const double x = col[s * SF_P + c];
-                a += v[s] * x; b += w[s] * x;
+
+static void sf_gn_dot(const double *restrict G, long ld, long cols, double sign, double *restrict H)
+{
+    const double *restrict zero = sf_gn_zeros;
+    for (long k0 = 0; k0 < cols; k0 += SF_GN_KT) {
+        const long kn = cols - k0 < SF_GN_KT ? cols - k0 : SF_GN_KT;
+        /* row tiles i0 .. i0 + 2 end at row P - 1; the first one may start at row -1 or -2
+         * (zero rows there, where the tile has the fewest columns) */
+        for (long i0 = SF_P % 3 ? SF_P % 3 - 3 : 0; i0 < SF_P; i0 += 3) {
+            const double *restrict a0 = i0 >= 0 ? G + i0 * ld + k0 : zero;
+            const double *restrict a1 = i0 + 1 >= 0 ? G + (i0 + 1) * ld + k0 : zero;
+            const double *restrict a2 = G + (i0 + 2) * ld + k0;
+            for (long j0 = 0; j0 <= i0 + 2; j0 += 4) {
+                const double *restrict b0 = G + j0 * ld + k0;
+                const double *restrict b1 = j0 + 1 < SF_P ? b0 + ld : zero;
+                const double *restrict b2 = j0 + 2 < SF_P ? b0 + 2 * ld : zero;
+                const double *restrict b3 = j0 + 3 < SF_P ? b0 + 3 * ld : zero;
+                double s[3][4];
+                long b = 0;   /* with vectors, all kn columns (sf_gn_add pads to a multiple of 4) */
+#if SF_VEC
+                sf_v4 c00 = {0.0, 0.0, 0.0, 0.0}, c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00,
+                      c12 = c00, c13 = c00, c20 = c00, c21 = c00, c22 = c00, c23 = c00;
+                for (; b + 4 <= kn; b += 4) {
+                    sf_v4 x0, x1, x2, x3, y;
+                    SF_LD4(x0, b0 + b); SF_LD4(x1, b1 + b); SF_LD4(x2, b2 + b); SF_LD4(x3, b3 + b);
+                    SF_LD4(y, a0 + b); c00 += y * x0; c01 += y * x1; c02 += y * x2; c03 += y * x3;
+                    SF_LD4(y, a1 + b); c10 += y * x0; c11 += y * x1; c12 += y * x2; c13 += y * x3;
+                    SF_LD4(y, a2 + b); c20 += y * x0; c21 += y * x1; c22 += y * x2; c23 += y * x3;
+                }
+                const sf_v4 t0 = sf_hsum4x4(&c00, &c01, &c02, &c03), t1 = sf_hsum4x4(&c10, &c11, &c12, &c13);
+                const sf_v4 t2 = sf_hsum4x4(&c20, &c21, &c22, &c23);
+                if (b == kn && i0 >= 0 && j0 + 4 <= SF_P) {   /* whole tile: add by vectors */
+                    double *restrict h = H + i0 * SF_P + j0;
+                    sf_v4 t;
+                    SF_LD4(t, h); t += sign * t0; memcpy(h, &t, sizeof t);
+                    SF_LD4(t, h + SF_P); t += sign * t1; memcpy(h + SF_P, &t, sizeof t);
+                    SF_LD4(t, h + 2 * SF_P); t += sign * t2; memcpy(h + 2 * SF_P, &t, sizeof t);
+                    continue;
+                }
+                memcpy(s[0], &t0, sizeof t0); memcpy(s[1], &t1, sizeof t1); memcpy(s[2], &t2, sizeof t2);
+#else
+                memset(s, 0, sizeof s);
+#endif
+                for (; b < kn; ++b) {
+                    const double x[4] = {b0[b], b1[b], b2[b], b3[b]}, y[3] = {a0[b], a1[b], a2[b]};
+                    for (int r = 0; r < 3; ++r)
+                        for (int c = 0; c < 4; ++c) s[r][c] += y[r] * x[c];
+                }
+                for (long r = i0 < 0 ? -i0 : 0; r < 3; ++r) {
+                    double *restrict h = H + (i0 + r) * SF_P + j0;
+                    for (long c = 0; c < 4 && j0 + c < SF_P; ++c) h[c] += sign * s[r][c];
+                }
             }
-            h0[c] = a; h1[c] = b;
         }
     }
 }
 
-static void sf_gn_add(const double *restrict G, long ld, long cols, double sign,
-                      double *restrict H, sf_syrk_fn syrk, double *restrict col)
+static void sf_gn_add(double *restrict G, long ld, long cols, double sign,
+                      double *restrict H, sf_syrk_fn syrk)
 {
     if (cols == 0) return;
     if (syrk) {   /* Fortran view: G is A (cols x P, lda = ld), H's lower triangle is C's upper */
         char uplo = 'U', trans = 'T';
         int n = SF_P, k = (int)cols, lda = (int)ld, ldc = SF_P;
         double alpha = sign, beta = 1.0;
-        syrk(&uplo, &trans, &n, &k, &alpha, (double *)G, &lda, &beta, H, &ldc);
+        syrk(&uplo, &trans, &n, &k, &alpha, G, &lda, &beta, H, &ldc);
         return;
     }
-    for (long b = 0; b < cols; b += SF_GN_R) {
-        const int R = cols - b < SF_GN_R ? (int)(cols - b) : SF_GN_R;
-        for (long k = 0; k < SF_P; ++k) {
-            const double *restrict gk = G + k * ld + b;
-            for (int s = 0; s < R; ++s) col[s * SF_P + k] = gk[s];
-        }
-        sf_gn_rows(col, R, sign, H);
-    }
+    /* whole vectors: zero columns up to a multiple of 4 (ld, a multiple of SF_GB, has them) */
+    const long cols4 = (cols + 3) & ~3L;
+    for (long k = 0; k < SF_P && cols4 > cols; ++k)
+        for (long b = cols; b < cols4; ++b) G[k * ld + b] = 0.0;
+    sf_gn_dot(G, ld, cols4, sign, H);
 }
 
 /* The rows r J_o of a block's samples (J_o = dz_{L,o}/dtheta, r a block row of scales)
@@ -1132,9 +1129,10 @@ SF_CLONES int sf_hessian(const double *p, const double *X, const double *Y, cons
                          long gbytes)
 {
     if (n1 <= n0) return 0;
-    /* columns of Gp: samples per rank-k update (whole blocks, about gbytes of Gp) times outputs */
+    /* columns of Gp: samples per rank-k update (whole blocks; about gbytes of Gp for
+     * dsyrk, about SF_GN_KT columns for sf_gn_dot, so that Gp is still in L1) times outputs */
     const long span = (n1 - n0 + SF_GB - 1) / SF_GB * SF_GB;
-    long cap = syrk ? gbytes / (8L * SF_P * SF_DOUT) / SF_GB * SF_GB : SF_GB;
+    long cap = (syrk ? gbytes / (8L * SF_P) : SF_GN_KT) / SF_DOUT / SF_GB * SF_GB;
     if (cap < SF_GB) cap = SF_GB;
     if (cap > span) cap = span;
     const long ldp = cap * SF_DOUT, ldm = cap * SF_GM;
@@ -1143,8 +1141,7 @@ SF_CLONES int sf_hessian(const double *p, const double *X, const double *Y, cons
     double *Gm = sf_scratch(SF_WS_GM, SF_P * ldm);
     double *work = sf_scratch(SF_WS_WORK, SF_WORK + SF_RBWORK * SF_GB);
     double *RB = work ? work + SF_WORK : NULL;
-    double *col = syrk ? NULL : sf_scratch(SF_WS_COL, SF_GN_R * SF_P);
-    if (!fwd || !Gp || !Gm || !work || (!syrk && !col)) goto fail;
+    if (!fwd || !Gp || !Gm || !work) goto fail;
     double *xt = fwd, *yt = xt + SF_DIN * SF_GB, *wt = yt + SF_YDIM * SF_GB;
     double *ell = wt + SF_GB, *Z = ell + SF_GB, *A = Z + SF_NTOT * SF_GB, *S = A + SF_NTOT * SF_GB;
     double *Q = S + SF_NTOT * SF_GB, *D = Q + SF_NTOT * SF_GB, *AB = D + SF_NTOT * SF_GB;
@@ -1157,8 +1154,8 @@ SF_CLONES int sf_hessian(const double *p, const double *X, const double *Y, cons
     for (long n = n0; n < n1; n += SF_GB) {
         const int nb = (int)(n1 - n < SF_GB ? n1 - n : SF_GB);
         if (cp + SF_GB * SF_DOUT > ldp) {
-            sf_gn_add(Gp, ldp, cp, 1.0, H, syrk, col);
-            sf_gn_add(Gm, ldm, cm, -1.0, H, syrk, col);
+            sf_gn_add(Gp, ldp, cp, 1.0, H, syrk);
+            sf_gn_add(Gm, ldm, cm, -1.0, H, syrk);
             cp = cm = 0;
         }
         sf_block_load(X, Y, w, n, nb, xt, yt, wt);
@@ -1410,8 +1407,8 @@ SF_CLONES int sf_hessian(const double *p, const double *X, const double *Y, cons
             }
         }
     }
-    sf_gn_add(Gp, ldp, cp, 1.0, H, syrk, col);
-    sf_gn_add(Gm, ldm, cm, -1.0, H, syrk, col);
+    sf_gn_add(Gp, ldp, cp, 1.0, H, syrk);
+    sf_gn_add(Gm, ldm, cm, -1.0, H, syrk);
     for (int i = 0; i < SF_NWS; ++i) sf_scratch_done(i);
     *loss += (total + block) * invN;
     return 0;

@@ -36,9 +36,15 @@ _CHUNK_BYTES = 2**20
 # and for the Hessian from about 150 samples at P = 41 and fewer than 32 at P = 201.
 _MIN_SAMPLES_PER_THREAD = 32
 _MIN_WORK_PER_THREAD = {"gradient": 8192, "hessian": 2**18}
-# The Gauss-Newton part by BLAS dsyrk (when SciPy exposes it) rather than symflow's own C
-# loops: measured as fast or faster at every size down to N = 10, k = 10.
+# The Gauss-Newton part by BLAS dsyrk (when SciPy exposes it) from this many parameters
+# on; below, by symflow's own C loops (sf_gn_dot), which work on each slice of 64
+# Jacobian columns while it is still in the L1 cache.  Whole Hessians, one thread,
+# 2-vCPU Zen 3 VM, SciPy's OpenBLAS, both paths in one process by switching this
+# constant (minimum of interleaved runs): the C loops were 1.05-1.2x faster at P = 41
+# and 81 (N = 10 to 10^4, softplus, one hidden layer) and 0.87-0.92x as fast at
+# P = 121, where 64 columns no longer fit in L1.
 _BLAS_HESSIAN = True
+_BLAS_HESSIAN_MIN_P = 100
 # Per-thread Hessian triangles are only made up to this many parameters.
 _MAX_THREADED_HESSIAN_P = 3000
 
@@ -444,7 +450,7 @@ class Net:
                 P = p.shape[0]
                 ranges = _parts(N, threads, *((P * P, "hessian") if kind == 2 else (P, "gradient")))
         syrk = local = ffi.NULL
-        if kind == 2 and _BLAS_HESSIAN:
+        if kind == 2 and _BLAS_HESSIAN and p.shape[0] >= _BLAS_HESSIAN_MIN_P:
             # symflow threads over samples, so its BLAS calls run single-threaded (also
             # when the data is too small to split: BLAS threads would not pay there
             # either, and they spin on the cores after each call); unsplit large-P

@@ -580,14 +580,18 @@ def test_net_owns_copies_of_its_data():
 @pytest.mark.parametrize("layers, softmax, threads", [
     ([(4, "tanh", True), (3, "softmax", True)], True, 1),
     ([(4, "g", False), (3, "silu", True), (2, "sigmoid", True)], False, 1),  # Phi can be < 0
-    # P = 121 (odd): the C path's 16-wide tiles, 4-wide tiles, scalar tails, last odd row;
-    # two threads, each with its own triangle (the C path also writes above the diagonal)
+    # The C path's tiles of 3 rows by 4 columns at P = 31, 35, 121 and 36: the first row
+    # tile starts at row -2, -1, -2 and 0 (zero rows there), the last column tile has 3,
+    # 3, 1 and 4 columns; softmax (3 outputs) gives 96 columns per update, two slices.
+    # P = 121 on two threads, each with its own triangle (the tiles on the diagonal also
+    # write above it).
     ([(24, "softplus", True), (1, "identity", True)], False, 2),
+    ([(7, "softplus", True), (1, "identity", True)], False, 1),
 ])
 def test_c_and_blas_hessian_paths_agree(layers, softmax, threads, monkeypatch):
-    """The Gauss-Newton part summed by symflow's C loops (the fallback without SciPy's
-    BLAS) and by BLAS dsyrk in chunks must give the same Hessian up to round-off (and
-    exactly symmetric)."""
+    """The Gauss-Newton part summed by symflow's C loops (used for small P, and without
+    SciPy's BLAS) and by BLAS dsyrk in chunks must give the same Hessian up to round-off
+    (and exactly symmetric)."""
     import symflow.problems as problems
 
     arch = symflow.MLP(3, layers)
@@ -603,6 +607,7 @@ def test_c_and_blas_hessian_paths_agree(layers, softmax, threads, monkeypatch):
     monkeypatch.setattr(problems, "_BLAS_HESSIAN", False)
     c_loops = net.loss_gradient_hessian(p)
     monkeypatch.setattr(problems, "_BLAS_HESSIAN", True)
+    monkeypatch.setattr(problems, "_BLAS_HESSIAN_MIN_P", 1)   # dsyrk at every P
     monkeypatch.setattr(problems, "_CHUNK_BYTES", 8 * arch.nparams * 4 * 10)  # several chunks
     blas = net.loss_gradient_hessian(p)
     assert blas[0] == pytest.approx(c_loops[0], rel=1e-14)
