@@ -499,8 +499,9 @@ class Net:
 
         The compiled kernel sums the sparse second-order part of the Hessian over
         blocks of samples and writes the weighted Jacobian columns of the Gauss-Newton
-        part, which it accumulates with BLAS rank-k updates (``dsyrk``, called from C;
-        without SciPy's BLAS, symflow's own C loops).
+        part, which it accumulates with symflow's own register-tiled C loops below 100
+        parameters (and without SciPy's BLAS) and with BLAS rank-k updates (``dsyrk``,
+        called from C) from 100 parameters on.
         """
         p, pp = self._p_kernel(p)
         P = p.shape[0]
