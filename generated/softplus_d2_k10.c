@@ -803,15 +803,17 @@ SF_CLONES int sf_loss_grad(const double *p, const double *X, const double *Y, co
  * vector r e_o through the block, and stored parameter-major in Gp: row k holds
  * parameter k, one column per (sample, output).  When Gp is full or the range ends,
  * Gp Gp' is added to H, by the caller's BLAS dsyrk when one is given (a rank-k update at
- * BLAS speed; large P) and by sf_gn_dot otherwise (small P, or no BLAS).  Negative weights (Phi_oo < 0)
- * put their rows, with r = sqrt(-c_n Phi_n,oo), in Gm, which is subtracted the same way;
+ * BLAS speed; large P) and by sf_gn_dot otherwise (small P, or no BLAS).  Negative
+ * weights (Phi_oo < 0) put their rows, with r = sqrt(-c_n Phi_n,oo), in Gm, which is
+ * subtracted the same way;
  * for softmax, Phi = diag(pr) - pr pr' gives the rows sqrt(c_n pr_o) J_o in Gp and
  * sqrt(c_n) pr'J in Gm.  The sparse parts of R (the
  * diagonal blocks named above) are sums over samples of products of block rows, done
  * with the gradient's dot products; the dense parts of deeper nets, sample by sample.
  *
  * Samples n0 <= n < n1 of N are processed; loss, grad and the lower triangle of H are
- * accumulated (the caller zeroes them).  With dsyrk, gbytes bounds the memory of Gp (and Gm). */
+ * accumulated (the caller zeroes them).  With dsyrk, gbytes bounds the memory of Gp (and
+ * Gm). */
 typedef void (*sf_syrk_fn)(char *uplo, char *trans, int *n, int *k, double *alpha, double *a,
                            int *lda, double *beta, double *c, int *ldc);
 #define SF_GM 1
