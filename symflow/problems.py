@@ -38,11 +38,10 @@ _MIN_SAMPLES_PER_THREAD = 32
 _MIN_WORK_PER_THREAD = {"gradient": 8192, "hessian": 2**18}
 # The Gauss-Newton part by BLAS dsyrk (when SciPy exposes it) from this many parameters
 # on; below, by symflow's own C loops (sf_gn_dot), which work on each slice of 64
-# Jacobian columns while it is still in the L1 cache.  Whole Hessians, one thread,
-# 2-vCPU Zen 3 VM, SciPy's OpenBLAS, both paths in one process by switching this
-# constant (minimum of interleaved runs): the C loops were 1.05-1.2x faster at P = 41
-# and 81 (N = 10 to 10^4, softplus, one hidden layer) and 0.87-0.92x as fast at
-# P = 121, where 64 columns no longer fit in L1.
+# Jacobian columns while it is still in the L1 cache.  benchmarks/hessian_paths.py
+# (whole Hessians, one core of a 2-vCPU Zen 3 VM, SciPy's OpenBLAS, N = 10 to 10^4):
+# the C loops took 1.06-1.22x less time at P = 41 and 1.04-1.06x less at P = 81; at
+# P = 121 the two were within 0.86-1.08x of each other, and dsyrk was faster at P = 201.
 _BLAS_HESSIAN = True
 _BLAS_HESSIAN_MIN_P = 100
 # Per-thread Hessian triangles are only made up to this many parameters.
