@@ -116,6 +116,12 @@ def _printer_class():
         def _print_Softplus(self, expr):
             return f"sf_softplus({self._print(expr.args[0])})"
 
+        def _print_Function(self, expr):
+            name = _GIVEN_EXP.get(type(expr).__name__)
+            if name is not None:
+                return f"{name}({self._print(expr.args[0])}, {_EX_NAME})"
+            return super()._print_Function(expr)
+
         def _print_NormalCDF(self, expr):
             return f"sf_normal_cdf({self._print(expr.args[0])})"
 
@@ -196,6 +202,46 @@ def _bodies(f, d1, d2):
     )
 
 
+# The C helpers that take e = exp(-|u|) precomputed (math_helpers.h), by the name of the
+# SymPy function that stands for them, and the C parameter that carries e.
+_GIVEN_EXP = {"SigmoidGivenExp": "sf_sigmoid_e", "SoftplusGivenExp": "sf_softplus_e",
+              "SechGivenExp": "sf_sech_e"}
+_EX_NAME = "ex"
+
+
+@lru_cache(maxsize=1)
+def _given_exp_functions():
+    """Undefined SymPy functions f(u) that print as ``sf_..._e(u, ex)``."""
+    import sympy as sp
+
+    return {name: sp.Function(name) for name in _GIVEN_EXP}
+
+
+def _share_exp(exprs, x):
+    """Rewrite Sigmoid, Softplus and sech of +-x to take e = exp(-|x|) from ``ex``.
+
+    All three C helpers begin with that exponential; an activation whose helpers all
+    see +-x can then have e computed for a row of samples in a first loop and the
+    rest in a second (see math_helpers.h).  Returns the rewritten expressions and
+    whether any call was rewritten; other arguments keep the one-call helpers.
+    """
+    import sympy as sp
+
+    from .symbolic.functions import Sigmoid, Softplus
+
+    fns = _given_exp_functions()
+    table = {Sigmoid: fns["SigmoidGivenExp"], Softplus: fns["SoftplusGivenExp"],
+             sp.sech: fns["SechGivenExp"]}
+    rep = {}
+    for e in exprs:
+        for call in e.atoms(Sigmoid, Softplus, sp.sech):
+            if call.args[0] in (x, -x):
+                rep[call] = table[type(call)](call.args[0])
+    out = [e.xreplace(rep) for e in exprs]
+    uses = [bool(e.atoms(*fns.values())) for e in out]
+    return out, [any(uses[:order + 1]) for order in range(len(out))]
+
+
 def _math_macros() -> list[tuple[str, str]]:
     """Fallback definitions of the <math.h> constants SymPy's C printer may use."""
     import math
@@ -257,9 +303,10 @@ def _context(spec: MLP) -> dict:
                 act_index[act] = len(act_index)
     acts = []
     for act, k in act_index.items():
-        b0, b1, b2 = _bodies(*derivatives(act))
+        exprs, shared = _share_exp(derivatives(act), symbol())
+        b0, b1, b2 = _bodies(*exprs)
         acts.append({"index": k, "name": _activation_name(act), "body0": b0, "body1": b1,
-                     "body2": b2})
+                     "body2": b2, "ex": shared})
 
     outs, out_index = [], {}
     if not spec.softmax:

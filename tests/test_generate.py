@@ -96,3 +96,22 @@ def test_generate_rejects_sympy_object_activations(tmp_path):
 def test_generate_rejects_bad_module_name(tmp_path):
     with pytest.raises(symflow.SpecError, match="identifier"):
         generate(symflow.MLP(1, [(1, "identity", True)]), "1-bad", tmp_path)
+
+
+def test_exp_shared_by_the_row_loop_only_for_plus_or_minus_x():
+    """Sigmoid, softplus and sech of +-x take e = exp(-|x|) computed first for the row of
+    samples (sf_*_e); of any other argument they keep the one-argument helper, which
+    computes its own exponential (e = exp(-|x|) would be wrong there: the numerical
+    tests of activation "g" fail if it is used)."""
+    from symflow.emit import emit_source
+
+    src = emit_source(symflow.MLP.from_string("2 | 3 g;tanh;relu | 1 identity"))
+    g, tanh, relu = (src.split(f"static inline double sf_act{i}_2(")[1].split("\n}\n")[0]
+                     for i in range(3))
+    assert "sf_softplus_e(x, ex)" in g and "sf_sigmoid_e(-x, ex)" in g
+    assert "sf_sigmoid(t0)" in g and "sf_sigmoid(-t0)" in g        # t0 = 4x
+    assert "sf_sech_e(x, ex)" in tanh and "sf_tanh(x)" in tanh
+    assert "ex" not in relu.replace("double x,", "")
+    # tanh's value alone needs no e: the order-0 row loop skips the first pass
+    assert "static inline double sf_act1_0(double x)\n" in src
+    assert "static inline double sf_act0_0(double x, double ex)\n" in src

@@ -1,0 +1,178 @@
+"""The activation loops of the kernels, one pass against two passes per row of samples.
+
+    python benchmarks/activation_rows.py [--rows 100] [--repeats 30]
+
+The kernels evaluate each hidden neuron's activation (and its derivatives) on a row of
+32 samples (SF_GB).  Sigmoid, softplus and sech all start from e = exp(-|x|); since
+this change the row loop computes e for all 32 samples first and the rest in a second
+loop (``sf_*_e`` in templates/math_helpers.h), instead of one loop that calls the
+one-argument helpers.  This compiles both forms from the current math_helpers.h, with
+symflow's compiler and flags and the kernels' function multi-versioning (AVX2+FMA where
+the CPU has it), times them on `--rows` rows held in L1 (best of `--repeats` runs of 100
+passes), and checks that both give the same bits.  Results go to stdout and to
+benchmarks/results/activation_rows.csv.
+"""
+
+import argparse
+import csv
+import subprocess
+import tempfile
+from pathlib import Path
+
+from symflow.build import compiler
+from symflow.emit import template_text
+
+# name, outputs, one-pass body, two-pass body (x = z[i], e = ex[b]; outputs o0, o1, o2)
+CASES = [
+    ("softplus", 1, "o0[i] = sf_softplus(x);", "o0[i] = sf_softplus_e(x, e);"),
+    ("softplus + 1st derivative", 2,
+     "o1[i] = sf_sigmoid(x); o0[i] = sf_softplus(x);",
+     "o1[i] = sf_sigmoid_e(x, e); o0[i] = sf_softplus_e(x, e);"),
+    ("softplus + 1st, 2nd derivatives", 3,
+     "const double t = sf_sigmoid(x); o1[i] = t; o2[i] = t * sf_sigmoid(-x); o0[i] = sf_softplus(x);",
+     "const double t = sf_sigmoid_e(x, e); o1[i] = t; o2[i] = t * sf_sigmoid_e(-x, e); "
+     "o0[i] = sf_softplus_e(x, e);"),
+    ("sigmoid + 1st derivative", 2,
+     "const double t = sf_sigmoid(x); o1[i] = t * sf_sigmoid(-x); o0[i] = t;",
+     "const double t = sf_sigmoid_e(x, e); o1[i] = t * sf_sigmoid_e(-x, e); o0[i] = t;"),
+    ("tanh + 1st derivative", 2,
+     "const double c = sf_sech(x); o1[i] = c * c; o0[i] = sf_tanh(x);",
+     "const double c = sf_sech_e(x, e); o1[i] = c * c; o0[i] = sf_tanh(x);"),
+]
+
+PROLOGUE = r"""
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#ifndef M_SQRT1_2
+#define M_SQRT1_2 0.70710678118654752440
+#endif
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define CLONES __attribute__((target_clones("arch=x86-64-v3", "default"), noinline))
+#else
+#define CLONES __attribute__((noinline))
+#endif
+#define GB 32
+"""
+
+LOOPS = r"""
+CLONES void one_{c}(const double *restrict z, double *restrict o0, double *restrict o1,
+                    double *restrict o2, long rows)
+{{
+    (void)o1; (void)o2;
+    for (long r = 0; r < rows * GB; r += GB)
+        for (int b = 0; b < GB; ++b) {{
+            const long i = r + b; const double x = z[i];
+            {one}
+        }}
+}}
+CLONES void two_{c}(const double *restrict z, double *restrict o0, double *restrict o1,
+                    double *restrict o2, long rows)
+{{
+    (void)o1; (void)o2;
+    for (long r = 0; r < rows * GB; r += GB) {{
+        double ex[GB];
+        for (int b = 0; b < GB; ++b) ex[b] = sf_exp_nonpos(-fabs(z[r + b]));
+        for (int b = 0; b < GB; ++b) {{
+            const long i = r + b; const double x = z[i], e = ex[b];
+            {two}
+        }}
+    }}
+}}
+"""
+
+MAIN = r"""
+typedef void (*loop_fn)(const double *restrict, double *restrict, double *restrict,
+                        double *restrict, long);
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+static double best_ns(loop_fn f, const double *z, double **o, long rows, int repeats)
+{
+    double best = 1e30;
+    for (int rep = 0; rep < repeats; ++rep) {
+        const double t0 = now();
+        for (int it = 0; it < 100; ++it) f(z, o[0], o[1], o[2], rows);
+        const double t = now() - t0;
+        if (t < best) best = t;
+    }
+    return best / (100.0 * rows * GB) * 1e9;
+}
+int main(int argc, char **argv)
+{
+    const long rows = atol(argv[1]);
+    const int repeats = atoi(argv[2]);
+    const size_t bytes = (size_t)rows * GB * sizeof(double);
+    double *z = malloc(bytes), *o[3], *p[3];
+    for (int j = 0; j < 3; ++j) { o[j] = calloc(rows * GB, 8); p[j] = calloc(rows * GB, 8); }
+    /* pre-activations spread over [-6, 6] (a fixed LCG, so every run sees the same) */
+    uint64_t s = 12345;
+    for (long i = 0; i < rows * GB; ++i) {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        z[i] = 12.0 * ((double)(s >> 11) / 9007199254740992.0) - 6.0;
+    }
+    loop_fn one[] = {ONE_FNS}, two[] = {TWO_FNS};
+    const int nout[] = {NOUTS};
+    for (int c = 0; c < (int)(sizeof nout / sizeof nout[0]); ++c) {
+        const double t1 = best_ns(one[c], z, o, rows, repeats);
+        const double t2 = best_ns(two[c], z, p, rows, repeats);
+        int same = 1;
+        for (int j = 0; j < nout[c]; ++j) same &= memcmp(o[j], p[j], bytes) == 0;
+        printf("%d %.4f %.4f %d\n", c, t1, t2, same);
+    }
+    return 0;
+}
+"""
+
+
+def source() -> str:
+    parts = [PROLOGUE, template_text("math_helpers.h")]
+    for c, (_, _, one, two) in enumerate(CASES):
+        parts.append(LOOPS.format(c=c, one=one, two=two))
+    main = (MAIN.replace("ONE_FNS", ", ".join(f"one_{c}" for c in range(len(CASES))))
+            .replace("TWO_FNS", ", ".join(f"two_{c}" for c in range(len(CASES))))
+            .replace("NOUTS", ", ".join(str(case[1]) for case in CASES)))
+    parts.append(main)
+    return "\n".join(parts)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", type=int, default=100, help="rows of 32 samples (100: in L1)")
+    ap.add_argument("--repeats", type=int, default=30)
+    args = ap.parse_args()
+    cc, flags = compiler()
+    flags = [f for f in flags if f != "-fPIC"]
+    with tempfile.TemporaryDirectory() as tmp:
+        c_file, exe = Path(tmp) / "activation_rows.c", Path(tmp) / "activation_rows"
+        c_file.write_text(source())
+        subprocess.run([*cc, *flags, str(c_file), "-o", str(exe), "-lm"], check=True)
+        out = subprocess.run([str(exe), str(args.rows), str(args.repeats)], check=True,
+                             capture_output=True, text=True).stdout
+    rows = []
+    print(f"{'loop':34s} {'one pass':>10} {'two passes':>11} {'one/two':>8}  same bits")
+    for line in out.splitlines():
+        c, t1, t2, same = line.split()
+        name = CASES[int(c)][0]
+        t1, t2 = float(t1), float(t2)
+        print(f"{name:34s} {t1:7.2f} ns {t2:8.2f} ns {t1 / t2:8.2f}  {'yes' if same == '1' else 'NO'}")
+        rows.append({"loop": name, "one_pass_ns": t1, "two_pass_ns": t2, "ratio": t1 / t2,
+                     "same_bits": same == "1"})
+        if same != "1":
+            raise SystemExit(f"the two forms of {name!r} gave different results")
+    results = Path(__file__).resolve().parent / "results"
+    results.mkdir(exist_ok=True)
+    with open(results / "activation_rows.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+if __name__ == "__main__":
+    main()
