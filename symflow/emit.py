@@ -119,7 +119,7 @@ def _printer_class():
         def _print_Function(self, expr):
             name = _GIVEN_EXP.get(type(expr).__name__)
             if name is not None:
-                return f"{name}({self._print(expr.args[0])}, {_EX_NAME})"
+                return f"{name}({self._print(expr.args[0])}, ex)"
             return super()._print_Function(expr)
 
         def _print_NormalCDF(self, expr):
@@ -203,10 +203,10 @@ def _bodies(f, d1, d2):
 
 
 # The C helpers that take e = exp(-|u|) precomputed (math_helpers.h), by the name of the
-# SymPy function that stands for them, and the C parameter that carries e.
+# SymPy function that stands for them.  They print with the argument ``ex``, the
+# parameter that carries e in the templates' sf_act functions (kernels.c.j2).
 _GIVEN_EXP = {"SigmoidGivenExp": "sf_sigmoid_e", "SoftplusGivenExp": "sf_softplus_e",
               "SechGivenExp": "sf_sech_e"}
-_EX_NAME = "ex"
 
 
 @lru_cache(maxsize=1)
@@ -220,10 +220,11 @@ def _given_exp_functions():
 def _share_exp(exprs, x):
     """Rewrite Sigmoid, Softplus and sech of +-x to take e = exp(-|x|) from ``ex``.
 
-    All three C helpers begin with that exponential; an activation whose helpers all
-    see +-x can then have e computed for a row of samples in a first loop and the
-    rest in a second (see math_helpers.h).  Returns the rewritten expressions and
-    whether any call was rewritten; other arguments keep the one-call helpers.
+    All three C helpers begin with that exponential.  The kernels' row loops compute
+    it for a row of samples in a first loop and the activation from it in a second
+    (see math_helpers.h).  Calls with any other argument (sigmoid(4x)) keep the
+    one-argument helpers.  Returns the rewritten ``(f, f', f'')`` and, for orders 0,
+    1 and 2, whether that order's body (f and the derivatives up to it) uses ``ex``.
     """
     import sympy as sp
 

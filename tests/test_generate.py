@@ -111,7 +111,7 @@ def test_exp_shared_by_the_row_loop_only_for_plus_or_minus_x():
     assert "sf_softplus_e(x, ex)" in g and "sf_sigmoid_e(-x, ex)" in g
     assert "sf_sigmoid(t0)" in g and "sf_sigmoid(-t0)" in g        # t0 = 4x
     assert "sf_sech_e(x, ex)" in tanh and "sf_tanh(x)" in tanh
-    assert "ex" not in relu.replace("double x,", "")
+    assert "ex" not in relu
     # tanh's value alone needs no e: the order-0 row loop skips the first pass
     assert "static inline double sf_act1_0(double x)\n" in src
     assert "static inline double sf_act0_0(double x, double ex)\n" in src
