@@ -14,10 +14,11 @@ benchmarks/results/activation_rows.csv.
 """
 
 import argparse
-import csv
 import subprocess
 import tempfile
 from pathlib import Path
+
+from _results import write_rows  # benchmarks/_results.py
 
 from symflow.build import compiler
 from symflow.emit import template_text
@@ -166,12 +167,7 @@ def main():
                      "same_bits": same == "1"})
         if same != "1":
             raise SystemExit(f"the two forms of {name!r} gave different results")
-    results = Path(__file__).resolve().parent / "results"
-    results.mkdir(exist_ok=True)
-    with open(results / "activation_rows.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows("activation_rows", rows)
 
 
 if __name__ == "__main__":

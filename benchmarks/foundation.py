@@ -12,16 +12,16 @@ benchmarks/results/foundation.csv.
 
 import argparse
 import atexit
-import csv
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
+
+from _results import write_rows  # benchmarks/_results.py
 
 
 def median_time(fn, min_time=0.3, max_repeats=50):
@@ -68,13 +68,7 @@ def main():
             print(f"k={k:4d} P={arch.nparams:4d} N={n:7d}  build {first_build:6.2f}s  "
                   f"cache-hit load {hit * 1e3:7.1f}ms  loss+grad {t_grad * 1e6:11.1f}us  "
                   f"hessian {t_hess * 1e3:10.3f}ms", flush=True)
-    out = Path(__file__).resolve().parent / "results"
-    out.mkdir(exist_ok=True)
-    with open(out / "foundation.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {out / 'foundation.csv'}")
+    print(f"wrote {write_rows('foundation', rows)}")
 
 
 if __name__ == "__main__":

@@ -14,18 +14,18 @@ to benchmarks/results/hessian_paths.csv.
 """
 
 import argparse
-import csv
 import os
 import time
-from pathlib import Path
 
-import numpy as np
-
+# before NumPy and SciPy load their BLAS, which read these once
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import numpy as np  # noqa: E402
+
 import symflow  # noqa: E402
 import symflow.problems as problems  # noqa: E402
+from _results import write_rows  # noqa: E402  (benchmarks/_results.py)
 
 
 def fastest_call(fn, seconds):
@@ -80,12 +80,7 @@ def main():
                       f"{best['blas'] / best['c']:8.2f} {diff:8.1e}", flush=True)
     finally:
         problems._BLAS_HESSIAN_MIN_P = saved
-    out = Path(__file__).resolve().parent / "results" / "hessian_paths.csv"
-    out.parent.mkdir(exist_ok=True)
-    with open(out, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    out = write_rows("hessian_paths", rows)
     print(f"current threshold: dsyrk from P = {saved}; results in {out}")
 
 
