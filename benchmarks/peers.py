@@ -361,10 +361,9 @@ def run_point(args, arch, k, D, P, N, threads, gemm_gflops, mem_gb, timer, last,
             notes.append(f"{name} failed: {type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}")
             return None
         last[key] = (N, r["median"])
-        row[f"{name.replace('/', '_')}_s"] = r["median"]
-        row[f"{name.replace('/', '_')}_min_s"] = r["min"]
-        row[f"{name.replace('/', '_')}_reps"] = r["reps"]
-        row[f"{name.replace('/', '_')}_cpu_util"] = r["cpu_util"]
+        col = name.replace("/", "_")
+        row[f"{col}_s"], row[f"{col}_min_s"] = r["median"], r["min"]
+        row[f"{col}_reps"], row[f"{col}_cpu_util"] = r["reps"], r["cpu_util"]
         if r["cpu_util"] > threads + 0.35:
             notes.append(f"{name} used {r['cpu_util']:.1f} cores (> {threads} thread(s))")
         return r
