@@ -7,13 +7,18 @@ The kernels evaluate each hidden neuron's activation (and its derivatives) on a 
 this change the row loop computes e for all 32 samples first and the rest in a second
 loop (``sf_*_e`` in templates/math_helpers.h), instead of one loop that calls the
 one-argument helpers.  This compiles both forms from the current math_helpers.h, with
-symflow's compiler and flags and the kernels' function multi-versioning (AVX2+FMA where
-the CPU has it), times them on `--rows` rows held in L1 (best of `--repeats` runs of 100
-passes), and checks that both give the same bits.  Results go to stdout and to
-benchmarks/results/activation_rows.csv.
+symflow's compiler and flags and the kernels' function multi-versioning (AVX-512, or
+AVX2+FMA, where the CPU has it), times them on `--rows` rows held in L1 (best of
+`--repeats` runs of 100 passes), and checks that both give the same bits.  On x86-64
+with GCC it then builds the same loops once per instruction set (x86-64-v4: AVX-512;
+x86-64-v3: AVX2+FMA; the baseline) and times those the CPU can run, so the second
+table shows what each of the kernels' clones gains.  Results go to stdout and to
+benchmarks/results/activation_rows.csv (one row per loop and build).
 """
 
 import argparse
+import platform
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -51,8 +56,11 @@ PROLOGUE = r"""
 #ifndef M_SQRT1_2
 #define M_SQRT1_2 0.70710678118654752440
 #endif
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define CLONES __attribute__((target_clones("arch=x86-64-v3", "default"), noinline))
+#ifdef CLONES_ONE_ISA   /* -DCLONES_ONE_ISA='"arch=..."' or '"default"': one build */
+#define CLONES __attribute__((target(CLONES_ONE_ISA), noinline))
+#elif defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), \
+                                            noinline))
 #else
 #define CLONES __attribute__((noinline))
 #endif
@@ -143,6 +151,28 @@ def source() -> str:
     return "\n".join(parts)
 
 
+# (label, -D value) of the one-ISA builds: the kernels' clones (templates/kernels.c.j2)
+ISAS = [("x86-64-v4 (AVX-512)", '"arch=x86-64-v4"'), ("x86-64-v3 (AVX2+FMA)", '"arch=x86-64-v3"'),
+        ("baseline", '"default"')]
+
+
+def run(cc, flags, tmp: Path, tag: str, defines: list[str], rows: int, repeats: int):
+    """Build and run the timing program; ``{case: (one ns, two ns, same bits)}``, or None
+    when the CPU cannot run this build (it stops on an illegal instruction)."""
+    c_file, exe = tmp / "activation_rows.c", tmp / f"activation_rows_{tag}"
+    c_file.write_text(source())
+    subprocess.run([*cc, *flags, *defines, str(c_file), "-o", str(exe), "-lm"], check=True)
+    proc = subprocess.run([str(exe), str(rows), str(repeats)], capture_output=True, text=True)
+    if proc.returncode == -signal.SIGILL:
+        return None
+    proc.check_returncode()
+    out = {}
+    for line in proc.stdout.splitlines():
+        c, t1, t2, same = line.split()
+        out[CASES[int(c)][0]] = (float(t1), float(t2), same == "1")
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=100, help="rows of 32 samples (100: in L1)")
@@ -150,25 +180,38 @@ def main():
     args = ap.parse_args()
     cc, flags = compiler()
     flags = [f for f in flags if f != "-fPIC"]
+    one_isa = platform.machine() in ("x86_64", "AMD64") and "gcc" in Path(cc[0]).name
     with tempfile.TemporaryDirectory() as tmp:
-        c_file, exe = Path(tmp) / "activation_rows.c", Path(tmp) / "activation_rows"
-        c_file.write_text(source())
-        subprocess.run([*cc, *flags, str(c_file), "-o", str(exe), "-lm"], check=True)
-        out = subprocess.run([str(exe), str(args.rows), str(args.repeats)], check=True,
-                             capture_output=True, text=True).stdout
+        tmp = Path(tmp)
+        clones = run(cc, flags, tmp, "clones", [], args.rows, args.repeats)
+        by_isa = {label: run(cc, flags, tmp, str(i), [f"-DCLONES_ONE_ISA={value}"], args.rows,
+                             args.repeats)
+                  for i, (label, value) in enumerate(ISAS)} if one_isa else {}
     rows = []
     print(f"{'loop':34s} {'one pass':>10} {'two passes':>11} {'one/two':>8}  same bits")
-    for line in out.splitlines():
-        c, t1, t2, same = line.split()
-        name = CASES[int(c)][0]
-        t1, t2 = float(t1), float(t2)
-        print(f"{name:34s} {t1:7.2f} ns {t2:8.2f} ns {t1 / t2:8.2f}  {'yes' if same == '1' else 'NO'}")
-        rows.append({"loop": name, "one_pass_ns": t1, "two_pass_ns": t2, "ratio": t1 / t2,
-                     "same_bits": same == "1"})
-        if same != "1":
-            raise SystemExit(f"the two forms of {name!r} gave different results")
+    for name, (t1, t2, same) in clones.items():
+        print(f"{name:34s} {t1:7.2f} ns {t2:8.2f} ns {t1 / t2:8.2f}  {'yes' if same else 'NO'}")
+        rows.append({"loop": name, "build": "clones", "one_pass_ns": t1, "two_pass_ns": t2,
+                     "ratio": t1 / t2, "same_bits": same})
+    for label, res in by_isa.items():
+        for name, (t1, t2, same) in (res or {}).items():
+            rows.append({"loop": name, "build": label, "one_pass_ns": t1, "two_pass_ns": t2,
+                         "ratio": t1 / t2, "same_bits": same})
+    if by_isa:
+        labels = [label for label, res in by_isa.items() if res]
+        print("\ntwo passes per sample (in brackets: one pass / two passes), "
+              "built for one instruction set each")
+        print(f"{'loop':34s}" + "".join(f"{label:>22s}" for label in labels))
+        for name in clones:
+            cells = (by_isa[label][name] for label in labels)
+            print(f"{name:34s}" + "".join(f"{t2:11.2f} ns ({t1 / t2:4.2f})" for t1, t2, _ in cells))
+        for label, res in by_isa.items():
+            if res is None:
+                print(f"({label}: this CPU cannot run it)")
     write_rows("activation_rows", rows)
-
+    bad = [f"{r['loop']!r} ({r['build']})" for r in rows if not r["same_bits"]]
+    if bad:
+        raise SystemExit("the two forms gave different results: " + ", ".join(bad))
 
 if __name__ == "__main__":
     main()

@@ -15,7 +15,7 @@
 #include <string.h>
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define SF_CLONES __attribute__((target_clones("arch=x86-64-v3", "default"), flatten))
+#define SF_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), flatten))
 #else
 #define SF_CLONES __attribute__((flatten))
 #endif
@@ -512,10 +512,19 @@ static inline void sf_backward(const double *restrict p, const double *restrict 
 #define SF_BLOCK_ROWS (SF_DIN + SF_YDIM + 2 + 4 * SF_NTOT)
 
 /* Transpose the block's inputs. */
+/* A partial block's forward pass runs on SF_PAD(nb) samples, a multiple of 8 (one
+ * AVX-512 vector), so that the activation loops have no scalar remainder: in the
+ * gradient at k = 100, N = 10 the two remainder samples of every row cost more than
+ * the eight vectorised ones.  The pad samples' inputs are zeros (finite activations);
+ * everything after the forward pass reads only the nb real samples. */
+#define SF_PAD(nb) (((nb) + 7) & ~7)
+
 static inline void sf_block_inputs(const double *restrict X, long n, int nb, double *restrict xt)
 {
     for (int b = 0; b < nb; ++b)
         for (int j = 0; j < SF_DIN; ++j) xt[j * SF_GB + b] = X[(n + b) * SF_DIN + j];
+    for (int j = 0; j < SF_DIN; ++j)
+        for (int b = nb; b < SF_PAD(nb); ++b) xt[j * SF_GB + b] = 0.0;
 }
 
 /* Transpose the block's inputs and targets, and load its sample weights. */
@@ -681,6 +690,7 @@ static inline void sf_block_matmul(const double *restrict W, long si, long sj, i
 static inline void sf_block_forward_0(const double *restrict p, const double *restrict xt, int nb,
                                          double *restrict z, double *restrict a)
 {
+    nb = SF_PAD(nb);   /* the pad samples of a partial block: see SF_PAD */
     /* layer 1: 4 x 3 + bias */
     sf_block_matmul(p + 0, 3, 1, 4, 3, p + 12,
                     xt, nb, NULL, z + 0 * SF_GB);
@@ -717,6 +727,7 @@ static inline void sf_block_forward_0(const double *restrict p, const double *re
 static inline void sf_block_forward_1(const double *restrict p, const double *restrict xt, int nb,
                                          double *restrict z, double *restrict a, double *restrict s)
 {
+    nb = SF_PAD(nb);   /* the pad samples of a partial block: see SF_PAD */
     /* layer 1: 4 x 3 + bias */
     sf_block_matmul(p + 0, 3, 1, 4, 3, p + 12,
                     xt, nb, NULL, z + 0 * SF_GB);
@@ -757,6 +768,7 @@ static inline void sf_block_forward_1(const double *restrict p, const double *re
 static inline void sf_block_forward_2(const double *restrict p, const double *restrict xt, int nb,
                                          double *restrict z, double *restrict a, double *restrict s, double *restrict q)
 {
+    nb = SF_PAD(nb);   /* the pad samples of a partial block: see SF_PAD */
     /* layer 1: 4 x 3 + bias */
     sf_block_matmul(p + 0, 3, 1, 4, 3, p + 12,
                     xt, nb, NULL, z + 0 * SF_GB);
