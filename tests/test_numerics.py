@@ -540,13 +540,16 @@ def test_pytorch_autograd_gradient_and_hessian(name):
     np.testing.assert_allclose(H, H_t.numpy(), rtol=0, atol=1e-12 * np.abs(H).max())
 
 
-def test_wide_layers_use_the_blocked_dot_product_correctly():
+@pytest.mark.parametrize("N", [40, 29, 57])
+def test_wide_layers_use_the_blocked_dot_product_correctly(N):
     """Layers with >= 16 inputs sum in four partial sums; 37 and 19 inputs also exercise the
-    remainder terms.  Reference: a plain NumPy forward pass (loss to 1e-13 relative) and
-    central differences for the gradient."""
+    remainder terms.  A partial block's forward pass runs on its sample count rounded up
+    to 8, so the last blocks of N = 29 and 57 (29 and 25 samples) take the full-block path
+    with zero-input pad samples.  Reference: a plain NumPy forward pass (loss to 1e-13
+    relative, outputs to 1e-14) and central differences for the gradient."""
     arch = symflow.MLP(37, [(19, "tanh", True), (2, "identity", False)])
     rng = np.random.default_rng(11)
-    X, Y = rng.normal(size=(40, 37)), rng.normal(size=(40, 2))
+    X, Y = rng.normal(size=(N, 37)), rng.normal(size=(N, 2))
     p = arch.random_params(seed=5)
     (W1, b1), (W2, _) = arch.unflatten(p)
 
@@ -556,6 +559,8 @@ def test_wide_layers_use_the_blocked_dot_product_correctly():
 
     net = symflow.Net(arch, X, Y)
     assert net.loss(p) == pytest.approx(ref(p), rel=1e-13)
+    # outputs are O(1) sums of 19 O(1) terms: a few ulp, 1e-14 absolute
+    np.testing.assert_allclose(net.predict(p), np.tanh(X @ W1.T + b1) @ W2.T, rtol=0, atol=1e-14)
     g = net.gradient(p)
     h = 1e-6
     idx = rng.choice(arch.nparams, 25, replace=False)
