@@ -511,7 +511,6 @@ static inline void sf_backward(const double *restrict p, const double *restrict 
 #define SF_GB 32
 #define SF_BLOCK_ROWS (SF_DIN + SF_YDIM + 2 + 4 * SF_NTOT)
 
-/* Transpose the block's inputs. */
 /* A partial block's forward pass runs on SF_PAD(nb) samples, a multiple of 8 (one
  * AVX-512 vector), so that the activation loops have no scalar remainder: in the
  * gradient at k = 100, N = 10 the two remainder samples of every row cost more than
@@ -519,6 +518,7 @@ static inline void sf_backward(const double *restrict p, const double *restrict 
  * everything after the forward pass reads only the nb real samples. */
 #define SF_PAD(nb) (((nb) + 7) & ~7)
 
+/* Transpose the block's inputs, and zero the pad samples up to SF_PAD(nb). */
 static inline void sf_block_inputs(const double *restrict X, long n, int nb, double *restrict xt)
 {
     for (int b = 0; b < nb; ++b)
