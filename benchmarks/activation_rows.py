@@ -157,10 +157,9 @@ ISAS = [("x86-64-v4 (AVX-512)", '"arch=x86-64-v4"'), ("x86-64-v3 (AVX2+FMA)", '"
 
 
 def run(cc, flags, tmp: Path, tag: str, defines: list[str], rows: int, repeats: int):
-    """Build and run the timing program; ``{case: (one ns, two ns, same bits)}``, or None
+    """Build and run the timing program (tmp/activation_rows.c); ``{case: (one ns, two ns, same bits)}``, or None
     when the CPU cannot run this build (it stops on an illegal instruction)."""
     c_file, exe = tmp / "activation_rows.c", tmp / f"activation_rows_{tag}"
-    c_file.write_text(source())
     subprocess.run([*cc, *flags, *defines, str(c_file), "-o", str(exe), "-lm"], check=True)
     proc = subprocess.run([str(exe), str(rows), str(repeats)], capture_output=True, text=True)
     if proc.returncode == -signal.SIGILL:
@@ -183,20 +182,18 @@ def main():
     one_isa = platform.machine() in ("x86_64", "AMD64") and "gcc" in Path(cc[0]).name
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        (tmp / "activation_rows.c").write_text(source())
         clones = run(cc, flags, tmp, "clones", [], args.rows, args.repeats)
         by_isa = {label: run(cc, flags, tmp, str(i), [f"-DCLONES_ONE_ISA={value}"], args.rows,
                              args.repeats)
                   for i, (label, value) in enumerate(ISAS)} if one_isa else {}
-    rows = []
+    rows = [{"loop": name, "build": build, "one_pass_ns": t1, "two_pass_ns": t2,
+             "ratio": t1 / t2, "same_bits": same}
+            for build, res in {"clones": clones, **by_isa}.items()
+            for name, (t1, t2, same) in (res or {}).items()]
     print(f"{'loop':34s} {'one pass':>10} {'two passes':>11} {'one/two':>8}  same bits")
     for name, (t1, t2, same) in clones.items():
         print(f"{name:34s} {t1:7.2f} ns {t2:8.2f} ns {t1 / t2:8.2f}  {'yes' if same else 'NO'}")
-        rows.append({"loop": name, "build": "clones", "one_pass_ns": t1, "two_pass_ns": t2,
-                     "ratio": t1 / t2, "same_bits": same})
-    for label, res in by_isa.items():
-        for name, (t1, t2, same) in (res or {}).items():
-            rows.append({"loop": name, "build": label, "one_pass_ns": t1, "two_pass_ns": t2,
-                         "ratio": t1 / t2, "same_bits": same})
     if by_isa:
         labels = [label for label, res in by_isa.items() if res]
         print("\ntwo passes per sample (in brackets: one pass / two passes), "
