@@ -76,7 +76,8 @@ const char *sf_spec_key(void) { return "mlp|2|10|softplus|b|1|identity|b"; }
 
 /* ---- vectorizable elementary functions --------------------------------------------- *
  * Written without branches or calls so that loops over neurons vectorize (the public
- * kernels are compiled for AVX2+FMA and for the baseline ISA, selected at load time). */
+ * kernels are compiled for AVX-512, for AVX2+FMA and for the baseline ISA, selected at
+ * load time). */
 static inline double sf_from_bits(uint64_t u) { double d; memcpy(&d, &u, sizeof d); return d; }
 static inline uint64_t sf_bits(double d) { uint64_t u; memcpy(&u, &d, sizeof u); return u; }
 
@@ -87,23 +88,29 @@ static inline double sf_pow2i(double n)
     return sf_from_bits(sf_bits(n + (1023.0 + 6755399441055744.0)) << 52);
 }
 
-/* e^r for |r| <= ln2/2 by its Taylor polynomial to degree 13 (truncation < 4e-18),
- * grouped by Estrin's scheme as 1 + (r + r^2 Q(r)): a dependency chain of depth 6
- * instead of Horner's 14, so that the evaluations of neighbouring vector elements
- * overlap in the pipeline (in the activation loops latency, not arithmetic, bounds
- * Horner: 4.6 against 5.8 ns per softplus-and-sigmoid element on AVX2).  Error about
- * 0.8 ulp against Horner's 0.6; used by the sigmoid/softplus/tanh paths, sf_exp keeps
- * Horner. */
-static inline double sf_expm1_poly(double r)   /* e^r - 1 = r + r^2 Q(r) */
+/* e^r - 1 for |r| <= ln2/2 as r + r^2 Q(r), Q of degree 9: the Chebyshev interpolant
+ * (mpmath's chebyfit at 50 digits) of Q(r) = (e^r - 1 - r)/r^2 on [-ln2/2, ln2/2].  With
+ * the coefficients rounded to doubles, 1 + r + r^2 Q(r) is within 1.6e-17 relative of
+ * e^r (0.07 ulp; checked at 50 digits on 2001 points): the degree-13 Taylor polynomial
+ * used before (truncation < 4e-18) spent two more multiply-adds per element for
+ * accuracy lost in the final rounding anyway, and the activation loops are bound by
+ * multiply-add throughput (python benchmarks/activation_rows.py: softplus with its
+ * derivative 1.70 -> 1.62 ns per element on AVX-512, 1.97 -> 1.91 on AVX2, 5.68 ->
+ * 5.24 baseline, measured in isolation).  Grouped by Estrin's scheme: a dependency
+ * chain of depth 5 instead of Horner's 11, so that the evaluations of neighbouring
+ * vector elements overlap in the pipeline (in these loops Horner is slower on every
+ * instruction set).  Used by the sigmoid/softplus/tanh paths; sf_exp keeps its
+ * degree-13 Horner form. */
+static inline double sf_expm1_poly(double r)
 {
     const double r2 = r * r, r4 = r2 * r2;
-    const double p23 = 1.0 / 2.0 + r * (1.0 / 6.0), p45 = 1.0 / 24.0 + r * (1.0 / 120.0);
-    const double p67 = 1.0 / 720.0 + r * (1.0 / 5040.0);
-    const double p89 = 1.0 / 40320.0 + r * (1.0 / 362880.0);
-    const double pab = 1.0 / 3628800.0 + r * (1.0 / 39916800.0);
-    const double pcd = 1.0 / 479001600.0 + r * (1.0 / 6227020800.0);
-    const double A = p23 + r2 * p45, B = p67 + r2 * p89, C = pab + r2 * pcd;
-    return r + r2 * (A + r4 * (B + r4 * C));
+    const double p23 = 0.5000000000000001 + r * 0.16666666666666669;
+    const double p45 = 0.041666666666624164 + r * 0.008333333333330065;
+    const double p67 = 0.0013888888917196719 + r * 0.00019841269863040545;
+    const double p89 = 2.4801521322368692e-05 + r * 2.7557268480310024e-06;
+    const double pab = 2.7620075879983367e-07 + r * 2.5100375832561234e-08;
+    const double A = p23 + r2 * p45, B = p67 + r2 * p89;
+    return r + r2 * (A + r4 * (B + r4 * pab));
 }
 
 static inline double sf_exp_poly(double r) { return 1.0 + sf_expm1_poly(r); }
@@ -506,6 +513,51 @@ static inline void sf_block_dots(const double *restrict u, const double *restric
     else if (bias) sf_block_dots4(u, v, 0, nb, g, bias, gb);
 }
 
+#if SF_VEC
+/* The register tile of sf_block_matmul's full-block path: output rows i (and i + 1 if
+ * two; a literal at each call, so that a single last row computes no second one) x 16
+ * samples from h, all m inputs added in registers in order of j. */
+static inline __attribute__((always_inline)) void
+sf_block_tile(const double *restrict W, long si, long sj, int m, const double *restrict init,
+              const double *restrict in, const double *restrict mul, double *restrict out,
+              int i, int h, const int two)
+{
+    const double *restrict w0 = W + i * si, *restrict w1 = two ? w0 + si : w0;
+    const double c0 = init ? init[i] : 0.0, c1 = init && two ? init[i + 1] : 0.0;
+    sf_v4 a0 = {c0, c0, c0, c0}, a1 = a0, a2 = a0, a3 = a0;
+    sf_v4 b0 = {c1, c1, c1, c1}, b1 = b0, b2 = b0, b3 = b0;
+    for (int j = 0; j < m; ++j) {
+        const double *restrict x = in + j * SF_GB + h;
+        sf_v4 x0, x1, x2, x3;
+        SF_LD4(x0, x); SF_LD4(x1, x + 4); SF_LD4(x2, x + 8); SF_LD4(x3, x + 12);
+        const double u = w0[j * sj];
+        a0 += u * x0; a1 += u * x1; a2 += u * x2; a3 += u * x3;
+        if (two) {
+            const double v = w1[j * sj];
+            b0 += v * x0; b1 += v * x1; b2 += v * x2; b3 += v * x3;
+        }
+    }
+    if (mul) {
+        const double *restrict m0 = mul + i * SF_GB + h, *restrict m1 = m0 + SF_GB;
+        sf_v4 y0, y1, y2, y3;
+        SF_LD4(y0, m0); SF_LD4(y1, m0 + 4); SF_LD4(y2, m0 + 8); SF_LD4(y3, m0 + 12);
+        a0 *= y0; a1 *= y1; a2 *= y2; a3 *= y3;
+        if (two) {
+            SF_LD4(y0, m1); SF_LD4(y1, m1 + 4); SF_LD4(y2, m1 + 8); SF_LD4(y3, m1 + 12);
+            b0 *= y0; b1 *= y1; b2 *= y2; b3 *= y3;
+        }
+    }
+    double *restrict o0 = out + i * SF_GB + h;
+    memcpy(o0, &a0, sizeof a0); memcpy(o0 + 4, &a1, sizeof a1);
+    memcpy(o0 + 8, &a2, sizeof a2); memcpy(o0 + 12, &a3, sizeof a3);
+    if (two) {
+        double *restrict o1 = o0 + SF_GB;
+        memcpy(o1, &b0, sizeof b0); memcpy(o1 + 4, &b1, sizeof b1);
+        memcpy(o1 + 8, &b2, sizeof b2); memcpy(o1 + 12, &b3, sizeof b3);
+    }
+}
+#endif
+
 /* out_i = (init_i + sum_j M[i, j] in_j) for rows of the block (i < n, j < m), where
  * M[i, j] = W[i * si + j * sj] (the weights, or their transpose for back-propagation),
  * then times the row mul_i if mul is given.  Inputs are added up to four rows per pass
@@ -516,45 +568,17 @@ static inline void sf_block_matmul(const double *restrict W, long si, long sj, i
 {
 #if SF_VEC
     if (nb == SF_GB && m >= 16) {
-        /* full blocks from 16 inputs on: register tiles of two output rows x 16 samples,
-         * all m inputs added in registers (6 loads per 8 FMAs instead of 6 per 4), same
-         * order of j.  (With 10 inputs, two hidden layers of 10: the Hessian was 10-20%
-         * slower this way, the gradient no faster; measured A/B on this kernel.) */
-        for (int i = 0; i < n; i += 2) {
-            const int two = i + 1 < n;
-            const double *restrict w0 = W + i * si, *restrict w1 = two ? w0 + si : w0;
-            const double c0 = init ? init[i] : 0.0, c1 = init && two ? init[i + 1] : 0.0;
+        /* full blocks from 16 inputs on: register tiles of two output rows x 16 samples
+         * (sf_block_tile; 6 loads per 8 FMAs instead of 6 per 4), and an odd last row
+         * alone (it used to be computed twice, as a pair with itself: the output layer
+         * of one neuron cost twice its FMAs).  (With 10 inputs, two hidden layers of
+         * 10: the Hessian was 10-20% slower this way, the gradient no faster; measured
+         * A/B on this kernel.) */
+        for (int i = 0; i < n; i += 2)
             for (int h = 0; h < SF_GB; h += 16) {
-                sf_v4 a0 = {c0, c0, c0, c0}, a1 = a0, a2 = a0, a3 = a0;
-                sf_v4 b0 = {c1, c1, c1, c1}, b1 = b0, b2 = b0, b3 = b0;
-                for (int j = 0; j < m; ++j) {
-                    const double *restrict x = in + j * SF_GB + h;
-                    const double u = w0[j * sj], v = w1[j * sj];
-                    sf_v4 x0, x1, x2, x3;
-                    SF_LD4(x0, x); SF_LD4(x1, x + 4); SF_LD4(x2, x + 8); SF_LD4(x3, x + 12);
-                    a0 += u * x0; a1 += u * x1; a2 += u * x2; a3 += u * x3;
-                    b0 += v * x0; b1 += v * x1; b2 += v * x2; b3 += v * x3;
-                }
-                if (mul) {
-                    const double *restrict m0 = mul + i * SF_GB + h, *restrict m1 = m0 + SF_GB;
-                    sf_v4 y0, y1, y2, y3;
-                    SF_LD4(y0, m0); SF_LD4(y1, m0 + 4); SF_LD4(y2, m0 + 8); SF_LD4(y3, m0 + 12);
-                    a0 *= y0; a1 *= y1; a2 *= y2; a3 *= y3;
-                    if (two) {
-                        SF_LD4(y0, m1); SF_LD4(y1, m1 + 4); SF_LD4(y2, m1 + 8); SF_LD4(y3, m1 + 12);
-                        b0 *= y0; b1 *= y1; b2 *= y2; b3 *= y3;
-                    }
-                }
-                double *restrict o0 = out + i * SF_GB + h;
-                memcpy(o0, &a0, sizeof a0); memcpy(o0 + 4, &a1, sizeof a1);
-                memcpy(o0 + 8, &a2, sizeof a2); memcpy(o0 + 12, &a3, sizeof a3);
-                if (two) {
-                    double *restrict o1 = o0 + SF_GB;
-                    memcpy(o1, &b0, sizeof b0); memcpy(o1 + 4, &b1, sizeof b1);
-                    memcpy(o1 + 8, &b2, sizeof b2); memcpy(o1 + 12, &b3, sizeof b3);
-                }
+                if (i + 1 < n) sf_block_tile(W, si, sj, m, init, in, mul, out, i, h, 1);
+                else sf_block_tile(W, si, sj, m, init, in, mul, out, i, h, 0);
             }
-        }
         return;
     }
 #endif
