@@ -278,7 +278,7 @@ def test_vectorized_exp_and_log1p_are_within_two_ulp():
 def test_expm1_polynomial_meets_its_stated_accuracy():
     """sf_expm1_poly's coefficients, read from templates/math_helpers.h, give
     1 + r + r^2 Q(r) within 1.6e-17 relative of e^r on |r| <= ln2/2 (its comment's
-    claim), evaluated exactly in mpmath at 50 digits against mpmath's exp."""
+    claim), with the polynomial evaluated in mpmath at 50 digits against mpmath's exp."""
     import re
 
     import mpmath
