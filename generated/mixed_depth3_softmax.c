@@ -1802,9 +1802,20 @@ int sf_run(int kind, const double *p, const double *X, const double *Y, const do
            long N, long n0, long n1, int ntasks, double *loss, double *grad, double *H,
            sf_syrk_fn syrk, long gbytes, sf_threads_fn blas_local)
 {
-    int finite = 1;   /* x - x is 0 for finite x, NaN for +-inf and NaN */
-    for (long i = 0; i < SF_P; ++i) finite &= p[i] - p[i] == 0.0;
-    if (!finite) return 2;
+    /* x - x is 0 for finite x and NaN for +-inf and NaN, so these sums are 0 exactly
+     * when every parameter is finite.  Four independent sums: a chain of compares (or
+     * of one sum) costs about two cycles per parameter, 0.3 us of a 5 us gradient call
+     * at P = 401. */
+    double f0 = 0.0, f1 = 0.0, f2 = 0.0, f3 = 0.0;
+    long i = 0;
+    for (; i + 4 <= SF_P; i += 4) {
+        f0 += p[i] - p[i];
+        f1 += p[i + 1] - p[i + 1];
+        f2 += p[i + 2] - p[i + 2];
+        f3 += p[i + 3] - p[i + 3];
+    }
+    for (; i < SF_P; ++i) f0 += p[i] - p[i];
+    if (!((f0 + f1) + (f2 + f3) == 0.0)) return 2;
     if (ntasks > n1 - n0) ntasks = n1 - n0 > 1 ? (int)(n1 - n0) : 1;
     if (ntasks < 1) ntasks = 1;
     grad = kind >= 1 ? grad : NULL;

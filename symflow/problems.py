@@ -44,6 +44,8 @@ _MIN_WORK_PER_THREAD = {"gradient": 8192, "hessian": 2**18}
 # P = 121 the two were within 0.86-1.08x of each other, and dsyrk was faster at P = 201.
 _BLAS_HESSIAN = True
 _BLAS_HESSIAN_MIN_P = 100
+# The native float64 dtype, which Net._run compares by identity on every call.
+_F64 = np.dtype(np.float64)
 # Per-thread Hessian triangles are only made up to this many parameters.
 _MAX_THREADED_HESSIAN_P = 3000
 
@@ -387,15 +389,6 @@ class Net:
         p = self.spec.check_params(p)
         return p, self._buf(p)
 
-    def _p_kernel(self, p):
-        """``(p, pointer)`` for the kernels: a float64 C-contiguous vector of the right
-        length is passed as it is (``sf_run`` checks that it is finite, and ``_run`` then
-        raises check_params' error); anything else goes through ``check_params``."""
-        if (type(p) is np.ndarray and p.dtype == np.float64 and p.shape == self._pshape
-                and p.flags.c_contiguous):
-            return p, self._ffi.from_buffer("double[]", p)
-        return self._p(p)
-
     # -- regularisers (O(P), in NumPy) -------------------------------------------------
     def _reg(self, p, order: int):
         loss, grad, hess = 0.0, None, None
@@ -427,63 +420,78 @@ class Net:
                 hess[b, a] -= lam
         return loss, grad, hess
 
-    @property
-    def _regularised(self) -> bool:
-        return self.maxnorm is not None or self.merge is not None
-
     # -- public numerics ---------------------------------------------------------------
     def _no_workspace(self, what: str) -> MemoryError:
         return MemoryError(f"the {what} kernel could not allocate its workspace "
                            f"(P={self.spec.nparams}); free memory or use fewer parameters")
 
-    def _run(self, kind: int, what: str, p, pp, loss, grad, hess=None, split=True) -> None:
-        """Add the loss (kind 0), gradient (1) and Hessian (2, mirrored from the lower
-        triangle) at ``p`` over all samples to ``loss`` (a C double), ``grad`` and ``hess``
-        (zeros), on the module's C threads (one range of samples per thread; one range
-        when not ``split``)."""
+    def _run(self, kind: int, what: str, p, split=True):
+        """``(p, loss, gradient, Hessian)`` at ``p`` over all samples, without the
+        regularisers: kind 0 the loss (gradient and Hessian None), 1 also the gradient, 2
+        also the Hessian (mirrored from the lower triangle), on the module's C threads
+        (one range of samples per thread; one range when not ``split``).  The returned
+        ``p`` is the checked parameter vector.
+
+        Lean, because it runs on every call and at N = 10 the Python around the kernel
+        is a good part of a call.  A float64 vector of the right length is passed to the
+        kernel as it is (``sf_run`` checks that it is finite, and then check_params names
+        the bad entry): the native float64 dtype is compared by identity (an equal dtype
+        that is another object, e.g. from a pickle, takes the checked path) and
+        C-contiguity is left to ``from_buffer``, which refuses other layouts.  Anything
+        else goes through ``check_params``."""
         ffi, N = self._ffi, self.X.shape[0]
+        pp = None
+        if type(p) is np.ndarray and p.dtype is _F64 and p.shape == self._pshape:
+            try:
+                pp = ffi.from_buffer("double[]", p)
+            except ValueError:  # not C-contiguous: check_params makes a contiguous copy
+                pass
+        if pp is None:
+            p, pp = self._p(p)
         ranges = 1
         if split and N >= 2 * _MIN_SAMPLES_PER_THREAD:  # else one range at any thread count
             threads = self.threads or default_threads()
             if threads > 1:
                 P = p.shape[0]
                 ranges = _parts(N, threads, *((P * P, "hessian") if kind == 2 else (P, "gradient")))
-        syrk = local = ffi.NULL
-        if kind == 2 and _BLAS_HESSIAN and p.shape[0] >= _BLAS_HESSIAN_MIN_P:
-            # symflow threads over samples, so its BLAS calls run single-threaded (also
-            # when the data is too small to split: BLAS threads would not pay there
-            # either, and they spin on the cores after each call); unsplit large-P
-            # Hessians use the BLAS's threads instead
-            syrk, local = _blas_pointers(ffi)
-            if not split and (self.threads or default_threads()) > 1:
-                local = ffi.NULL
+        loss = ffi.new("double[1]")
+        grad = hess = None
+        gp = hp = syrk = local = ffi.NULL
+        if kind:
+            P = p.shape[0]
+            grad = np.zeros(P)
+            gp = ffi.from_buffer("double[]", grad)
+            if kind == 2:
+                hess = np.zeros((P, P))
+                hp = ffi.from_buffer("double[]", hess)
+                if _BLAS_HESSIAN and P >= _BLAS_HESSIAN_MIN_P:
+                    # symflow threads over samples, so its BLAS calls run single-threaded
+                    # (also when the data is too small to split: BLAS threads would not pay
+                    # there either, and they spin on the cores after each call); unsplit
+                    # large-P Hessians use the BLAS's threads instead
+                    syrk, local = _blas_pointers(ffi)
+                    if not split and (self.threads or default_threads()) > 1:
+                        local = ffi.NULL
         status = self._lib.sf_run(kind, pp, self._pX, self._pY, self._pw, N, 0, N, ranges, loss,
-                                  ffi.NULL if grad is None else ffi.from_buffer("double[]", grad),
-                                  ffi.NULL if hess is None else ffi.from_buffer("double[]", hess),
-                                  syrk, _CHUNK_BYTES, local)
+                                  gp, hp, syrk, _CHUNK_BYTES, local)
         if status == 2:  # a parameter is not finite: check_params names it
             self.spec.check_params(p)
             raise RuntimeError("sf_run found a non-finite parameter that check_params accepted")
         if status:
             raise self._no_workspace(what)
+        return p, loss[0], grad, hess
 
     def loss(self, p) -> float:
         """Loss at ``p``."""
-        p, pp = self._p_kernel(p)
-        loss = self._ffi.new("double[1]")
-        self._run(0, "loss", p, pp, loss, None)
-        value = loss[0]
-        if self._regularised:
+        p, value, _, _ = self._run(0, "loss", p)
+        if self.maxnorm is not None or self.merge is not None:
             value += self._reg(p, 0)[0]
         return float(value)
 
     def loss_and_gradient(self, p) -> tuple[float, np.ndarray]:
         """``(loss, gradient)`` at ``p`` in one pass over the data."""
-        p, pp = self._p_kernel(p)
-        loss, grad = self._ffi.new("double[1]"), np.zeros(p.shape[0])
-        self._run(1, "loss and gradient", p, pp, loss, grad)
-        value = loss[0]
-        if self._regularised:
+        p, value, grad, _ = self._run(1, "loss and gradient", p)
+        if self.maxnorm is not None or self.merge is not None:
             rl, rg, _ = self._reg(p, 1)
             value += rl
             grad += rg
@@ -502,13 +510,10 @@ class Net:
         parameters (and without SciPy's BLAS) and with BLAS rank-k updates (``dsyrk``,
         called from C) from 100 parameters on.
         """
-        p, pp = self._p_kernel(p)
-        P = p.shape[0]
-        loss, grad, hess = self._ffi.new("double[1]"), np.zeros(P), np.zeros((P, P))
         # Per-thread triangles cost P^2 doubles each: very large P runs on one thread.
-        self._run(2, "Hessian", p, pp, loss, grad, hess, split=P <= _MAX_THREADED_HESSIAN_P)
-        value = loss[0]
-        if self._regularised:
+        p, value, grad, hess = self._run(2, "Hessian", p,
+                                         split=self.spec.nparams <= _MAX_THREADED_HESSIAN_P)
+        if self.maxnorm is not None or self.merge is not None:
             rl, rg, rh = self._reg(p, 2)
             value, grad, hess = value + rl, grad + rg, hess + rh
         return float(value), grad, hess

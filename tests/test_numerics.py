@@ -569,6 +569,32 @@ def test_wide_layers_use_the_blocked_dot_product_correctly(N):
     assert np.max(np.abs(g[idx] - fd)) <= 1e-8 * np.max(np.abs(g))
 
 
+def test_parameter_vectors_in_any_layout_give_the_same_results():
+    """Nets pass a native float64 C-contiguous vector to the kernels as it is and send
+    every other layout through check_params (a contiguous float64 copy): a strided view,
+    a big-endian or read-only copy, an unpickled array (an equal dtype that is another
+    object), a list and an integer array all give the same loss, gradient and Hessian
+    bits as the plain vector."""
+    import pickle
+
+    c = case("hidden-softplus")
+    p, net = c.p, c.net
+    strided = np.zeros(2 * p.size)
+    strided[::2] = p
+    ints = symflow.Net(c.arch, c.X, c.Y)
+    ref = (net.loss(p), *net.loss_gradient_hessian(p))
+    readonly = p.copy()
+    readonly.flags.writeable = False
+    for q in (strided[::2], p.astype(">f8"), readonly, pickle.loads(pickle.dumps(p)),
+              list(p)):
+        got = (net.loss(q), *net.loss_gradient_hessian(q))
+        assert got[0] == ref[0] and got[1] == ref[1]
+        assert np.array_equal(got[2], ref[2]) and np.array_equal(got[3], ref[3])
+    k = np.arange(c.arch.nparams) % 3 - 1
+    assert ints.loss(k) == net.loss(k.astype(float))
+    assert np.array_equal(ints.gradient(k), net.gradient(k.astype(float)))
+
+
 def test_net_owns_copies_of_its_data():
     """Changing the caller's arrays after construction must not change the Net's loss."""
     arch = symflow.MLP(1, [(2, "tanh", True), (1, "identity", True)])
