@@ -818,16 +818,26 @@ SF_CLONES int sf_loss_grad(const double *p, const double *X, const double *Y, co
         if ((n - n0) / SF_GB % (SF_BLOCK / SF_GB) == SF_BLOCK / SF_GB - 1) { total += block; block = 0.0; }
         for (int o = 0; o < SF_DOUT; ++o)
             for (int b = 0; b < nb; ++b) dL[o * SF_GB + b] *= wt[b] * invN;
-        /* back through layer 2: its gradient, then d of layer 1 */
+        /* back through layer 2: its gradient */
         for (int i = 0; i < 1; ++i)
             sf_block_dots(d + (10 + i) * SF_GB, a + 0 * SF_GB, 10, nb,
                           grad + 30 + i * 10, 1, grad + 40 + i);
-        sf_block_matmul(p + 30, 1, 10, 10, 1, NULL, d + 10 * SF_GB, nb,
-                        s + 0 * SF_GB, d + 0 * SF_GB);
-        /* back through layer 1: its gradient */
-        for (int i = 0; i < 10; ++i)
-            sf_block_dots(d + (0 + i) * SF_GB, xt, 2, nb,
-                          grad + 0 + i * 2, 1, grad + 20 + i);
+        /* back through layer 1, whose deltas are d_i = W2[0, i] dL s_i (one output): its
+         * gradient is W2[0, i] sum_b s_i[b] u_j[b] with the rows u_j = dL x_j (and dL for
+         * the bias) formed once per block, so no delta row is written and read back */
+        {
+            double u[(2 + 1) * SF_GB], t[2 + 1];
+            for (int j = 0; j < 2; ++j)
+                for (int b = 0; b < nb; ++b) u[j * SF_GB + b] = dL[b] * xt[j * SF_GB + b];
+            for (int b = 0; b < nb; ++b) u[2 * SF_GB + b] = dL[b];
+            for (int i = 0; i < 10; ++i) {
+                for (int j = 0; j <= 2; ++j) t[j] = 0.0;
+                sf_block_dots(s + i * SF_GB, u, 3, nb, t, 0, NULL);
+                const double wi = p[30 + i];
+                for (int j = 0; j < 2; ++j) grad[0 + i * 2 + j] += wi * t[j];
+                grad[20 + i] += wi * t[2];
+            }
+        }
     }
     sf_scratch_done(SF_WS_BLOCK);
     *loss += (total + block) * invN;

@@ -25,6 +25,11 @@ __all__ = ["API_VERSION", "emit_source", "cdef", "template_text", "templates_dig
 #: Version of the C interface declared in ``templates/cdef.h.j2``.
 API_VERSION = 6
 
+#: One hidden layer into one output neuron with at most this many inputs: the gradient
+#: kernel folds the hidden layer's deltas into its gradient sums (kernels.c.j2), with a
+#: stack buffer of (din + 1) rows of a block.
+_FUSED_INPUT_MAX = 16
+
 _TEMPLATES = ("kernels.c.j2", "cdef.h.j2", "generated_module.py.j2", "math_helpers.h",
               "gaussian.c.j2", "gaussian_cdef.h.j2", "gaussian_math.h", "thread_pool.h")
 
@@ -394,6 +399,8 @@ def _context(spec: MLP) -> dict:
         "softmax": spec.softmax, "ntot": z_total, "work": work, "uoff": uoff,
         "acts": acts, "outs": outs, "layers": layers, "pairs": pairs, "blocks": blocks,
         "any_full": any(blk["full"] for blk in blocks), "rbwork": rbwork,
+        "fuse_input": L == 2 and widths[2] == 1 and not spec.softmax
+        and spec.din <= _FUSED_INPUT_MAX,
     }
 
 

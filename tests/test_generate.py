@@ -115,3 +115,22 @@ def test_exp_shared_by_the_row_loop_only_for_plus_or_minus_x():
     # tanh's value alone needs no e: the order-0 row loop skips the first pass
     assert "static inline double sf_act1_0(double x)\n" in src
     assert "static inline double sf_act0_0(double x, double ex)\n" in src
+
+
+@pytest.mark.parametrize("layers, din, fused", [
+    ("5 tanh | 1 sigmoid", 16, True),      # the largest input count fused
+    ("5 tanh | 1 sigmoid", 17, False),
+    ("5 tanh | 2 identity", 3, False),     # two outputs
+    ("5 tanh | 4 tanh | 1 identity", 3, False),  # two hidden layers
+    ("5 tanh | 3 softmax", 3, False),
+])
+def test_gradient_fuses_layer_one_only_for_one_hidden_layer_into_one_output(layers, din, fused):
+    """The gradient kernel folds layer 1's deltas into its gradient sums only where they
+    are one output weight times dL times s (one hidden layer, one output neuron, at most
+    emit._FUSED_INPUT_MAX inputs); tests/test_numerics.py checks the values of both paths
+    (the cases fused-din16-N77 and din17-N77 on either side of the limit)."""
+    from symflow.emit import _FUSED_INPUT_MAX, emit_source
+
+    assert _FUSED_INPUT_MAX == 16
+    src = emit_source(symflow.MLP.from_string(f"{din} | {layers}"))
+    assert ("no delta row is written" in src) == fused

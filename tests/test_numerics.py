@@ -182,6 +182,10 @@ WIDE = [(20, "softplus", True), (3, "sigmoid", True)]  # P = 163, N > one 256-sa
 # fewer)
 DEEP_ODD = [(17, "softplus", True), (16, "tanh", True), (2, "sigmoid", True)]
 DEEP_SOFTMAX = [(4, "gelu", True), (3, "silu", False), (3, "tanh", True), (3, "softmax", True)]
+# One hidden layer into one output from 16 inputs (emit._FUSED_INPUT_MAX): the gradient
+# kernel's fused path at its largest input count, with no hidden bias, a non-identity
+# output and full and partial blocks; 17 inputs take the general path.
+FUSED_16 = [(5, "tanh", False), (1, "sigmoid", True)]
 
 
 def hidden(act):
@@ -211,6 +215,8 @@ CASES = {
     "wide-N300": (4, WIDE, {"weights": True, "N": 300}),
     "deep-N77": (3, DEEP_ODD, {"weights": True, "N": 77}),
     "deep-softmax-N70": (2, DEEP_SOFTMAX, {"N": 70}),
+    "fused-din16-N77": (16, FUSED_16, {"weights": True, "N": 77}),
+    "din17-N77": (17, FUSED_16, {"weights": True, "N": 77}),
     "merge-layer1": (3, DEPTH3, {"merge": (1, 0, 2, 0.7)}),
     "merge-layer2-nobias": (3, DEPTH3, {"merge": (2, 2, 1, 1.3), "weights": True}),
 }
@@ -402,16 +408,20 @@ def _numpy_loss_grad(arch, p, X, Y, w):
     return loss, grad, absgrad
 
 
+@pytest.mark.parametrize("outputs", [2, 1], ids=["two-outputs", "one-output"])
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
-def test_every_sample_count(weighted):
-    arch = symflow.MLP(3, SAMPLE_LAYERS)
+def test_every_sample_count(weighted, outputs):
+    """One output takes the gradient kernel's fused path for one hidden layer (layer 1's
+    deltas folded into its gradient sums, emit._FUSED_INPUT_MAX); two take the general
+    one."""
+    arch = symflow.MLP(3, [SAMPLE_LAYERS[0], (outputs, "identity", True)])
     rng = np.random.default_rng(42)
     p = arch.random_params(seed=1) + 0.2 * rng.normal(size=arch.nparams)
     counts = list(range(1, 101)) + [255, 256, 257, 511, 512, 513, 1000]
     bad = []
     for N in counts:
         X = rng.normal(size=(N, 3))
-        Y = rng.normal(size=(N, 2))
+        Y = rng.normal(size=(N, outputs))
         w = rng.uniform(0.1, 3.0, size=N) if weighted else None
         net = symflow.Net(arch, X, Y, weights=w)
         loss, grad, absgrad = _numpy_loss_grad(arch, p, X, Y, w)
