@@ -459,10 +459,10 @@ class Net:
         gp = hp = syrk = local = ffi.NULL
         if kind:
             P = p.shape[0]
-            grad = np.zeros(P)
+            grad = np.empty(P)  # sf_run zeroes its outputs
             gp = ffi.from_buffer("double[]", grad)
             if kind == 2:
-                hess = np.zeros((P, P))
+                hess = np.empty((P, P))
                 hp = ffi.from_buffer("double[]", hess)
                 if _BLAS_HESSIAN and P >= _BLAS_HESSIAN_MIN_P:
                     # symflow threads over samples, so its BLAS calls run single-threaded

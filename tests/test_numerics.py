@@ -604,6 +604,32 @@ def test_parameter_vectors_in_any_layout_give_the_same_results():
     assert np.array_equal(net.gradient(k), net.gradient(k.astype(float)))
 
 
+@pytest.mark.parametrize("k", [10, 40])  # P = 41 and 161: both of sf_run's ways of zeroing H
+@pytest.mark.parametrize("threads", [1, 2])
+def test_outputs_do_not_depend_on_what_their_memory_held(monkeypatch, k, threads):
+    """The loss, gradient and Hessian arrays come from numpy.empty and sf_run zeroes
+    them (of the Hessian the lower triangle; the mirror writes the rest).  With every
+    numpy.empty filled with NaN the results keep the same bits."""
+    arch = symflow.MLP(2, [(k, "softplus", True), (1, "identity", True)])
+    rng = np.random.default_rng(7)
+    net = symflow.Net(arch, rng.normal(size=(400, 2)), rng.normal(size=400), threads=threads)
+    p = arch.random_params(seed=3)
+    ref = net.loss_gradient_hessian(p)
+    empty = np.empty
+
+    def nan_empty(*args, **kwargs):
+        out = empty(*args, **kwargs)
+        out.fill(np.nan)
+        return out
+
+    monkeypatch.setattr(np, "empty", nan_empty)
+    assert np.isnan(np.empty(3)).all()
+    for _ in range(2):
+        got = net.loss_gradient_hessian(p)
+        assert got[0] == ref[0]
+        assert np.array_equal(got[1], ref[1]) and np.array_equal(got[2], ref[2])
+
+
 def test_net_owns_copies_of_its_data():
     """Changing the caller's arrays after construction must not change the Net's loss."""
     arch = symflow.MLP(1, [(2, "tanh", True), (1, "identity", True)])
