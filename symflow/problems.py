@@ -332,7 +332,10 @@ class Net:
         self._pX = self._buf(self.X)
         self._pY = self._buf(self.Y)
         self._pw = ffi.NULL if self.weights is None else self._buf(self.weights)
-        self._pshape = (self.spec.nparams,)
+        # what _run needs on every call, in one attribute (one lookup instead of seven)
+        P = self.spec.nparams
+        self._fixed = (ffi, self._lib.sf_run, self._pX, self._pY, self._pw, self.X.shape[0], P,
+                       (P,))
 
     def __getstate__(self):
         merge = None if self.merge is None else self.merge[:4]
@@ -426,22 +429,23 @@ class Net:
                            f"(P={self.spec.nparams}); free memory or use fewer parameters")
 
     def _run(self, kind: int, what: str, p, split=True):
-        """``(p, loss, gradient, Hessian)`` at ``p`` over all samples, without the
-        regularisers: kind 0 the loss (gradient and Hessian None), 1 also the gradient, 2
-        also the Hessian (mirrored from the lower triangle), on the module's C threads
-        (one range of samples per thread; one range when not ``split``).  The returned
-        ``p`` is the checked parameter vector.
+        """``(loss, gradient, Hessian)`` at ``p`` over all samples, with the regularisers:
+        kind 0 the loss (gradient and Hessian None), 1 also the gradient, 2 also the
+        Hessian (mirrored from the lower triangle), on the module's C threads (one range
+        of samples per thread; one range when not ``split``).
 
         Lean, because it runs on every call and at N = 10 the Python around the kernel
-        is a good part of a call.  A float64 vector of the right length is passed to the
-        kernel as it is (``sf_run`` checks that it is finite, and then check_params names
-        the bad entry): the native float64 dtype is compared by identity (an equal dtype
+        is a good part of a call: the Net's fixed pointers and sizes come from one tuple
+        made by _attach.  A float64 vector of the right length is passed to the kernel
+        as it is (``sf_run`` checks that it is finite, and then check_params names the
+        bad entry): the native float64 dtype is compared by identity (an equal dtype
         that is another object, e.g. from a pickle, takes the checked path) and
         C-contiguity is left to ``from_buffer``, which refuses other layouts.  Anything
-        else goes through ``check_params``."""
-        ffi, N = self._ffi, self.X.shape[0]
+        else goes through ``check_params``.  The outputs come from ``numpy.empty``:
+        ``sf_run`` zeroes them."""
+        ffi, run, pX, pY, pw, N, P, pshape = self._fixed
         pp = None
-        if type(p) is np.ndarray and p.dtype is _F64 and p.shape == self._pshape:
+        if type(p) is np.ndarray and p.dtype is _F64 and p.shape == pshape:
             try:
                 pp = ffi.from_buffer("double[]", p)
             except ValueError:  # not C-contiguous: check_params makes a contiguous copy
@@ -452,14 +456,12 @@ class Net:
         if split and N >= 2 * _MIN_SAMPLES_PER_THREAD:  # else one range at any thread count
             threads = self.threads or default_threads()
             if threads > 1:
-                P = p.shape[0]
                 ranges = _parts(N, threads, *((P * P, "hessian") if kind == 2 else (P, "gradient")))
         loss = ffi.new("double[1]")
         grad = hess = None
         gp = hp = syrk = local = ffi.NULL
         if kind:
-            P = p.shape[0]
-            grad = np.empty(P)  # sf_run zeroes its outputs
+            grad = np.empty(P)
             gp = ffi.from_buffer("double[]", grad)
             if kind == 2:
                 hess = np.empty((P, P))
@@ -472,29 +474,29 @@ class Net:
                     syrk, local = _blas_pointers(ffi)
                     if not split and (self.threads or default_threads()) > 1:
                         local = ffi.NULL
-        status = self._lib.sf_run(kind, pp, self._pX, self._pY, self._pw, N, 0, N, ranges, loss,
-                                  gp, hp, syrk, _CHUNK_BYTES, local)
+        status = run(kind, pp, pX, pY, pw, N, 0, N, ranges, loss, gp, hp, syrk, _CHUNK_BYTES, local)
         if status == 2:  # a parameter is not finite: check_params names it
             self.spec.check_params(p)
             raise RuntimeError("sf_run found a non-finite parameter that check_params accepted")
         if status:
             raise self._no_workspace(what)
-        return p, loss[0], grad, hess
+        value = loss[0]
+        if self.maxnorm is not None or self.merge is not None:
+            rl, rg, rh = self._reg(p, kind)
+            value += rl
+            if kind:
+                grad += rg
+                if kind == 2:
+                    hess += rh
+        return value, grad, hess
 
     def loss(self, p) -> float:
         """Loss at ``p``."""
-        p, value, _, _ = self._run(0, "loss", p)
-        if self.maxnorm is not None or self.merge is not None:
-            value += self._reg(p, 0)[0]
-        return float(value)
+        return float(self._run(0, "loss", p)[0])
 
     def loss_and_gradient(self, p) -> tuple[float, np.ndarray]:
         """``(loss, gradient)`` at ``p`` in one pass over the data."""
-        p, value, grad, _ = self._run(1, "loss and gradient", p)
-        if self.maxnorm is not None or self.merge is not None:
-            rl, rg, _ = self._reg(p, 1)
-            value += rl
-            grad += rg
+        value, grad, _ = self._run(1, "loss and gradient", p)
         return float(value), grad
 
     def gradient(self, p) -> np.ndarray:
@@ -511,11 +513,7 @@ class Net:
         called from C) from 100 parameters on.
         """
         # Per-thread triangles cost P^2 doubles each: very large P runs on one thread.
-        p, value, grad, hess = self._run(2, "Hessian", p,
-                                         split=self.spec.nparams <= _MAX_THREADED_HESSIAN_P)
-        if self.maxnorm is not None or self.merge is not None:
-            rl, rg, rh = self._reg(p, 2)
-            value, grad, hess = value + rl, grad + rg, hess + rh
+        value, grad, hess = self._run(2, "Hessian", p, self._fixed[6] <= _MAX_THREADED_HESSIAN_P)
         return float(value), grad, hess
 
     def hessian(self, p) -> np.ndarray:
