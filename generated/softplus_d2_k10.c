@@ -956,6 +956,71 @@ static void sf_gn_dot(const double *restrict G, long ld, long cols, double sign,
     }
 }
 
+#if SF_VEC && SF_P <= 128
+/* H += sign G G' on the lower triangle for at most SF_GN_OUTER_COLS columns (one block
+ * of samples times outputs, e.g. a range of N <= 32 samples, or the last columns of a
+ * range): with so few columns the dot products of sf_gn_dot spend much of their time
+ * on horizontal sums.  G is copied sample-major into GT (one row of SF_PP entries per
+ * column, zero past P; on the stack, at most 32 KB), and each 4 x 8 tile of H is the
+ * sum over columns of the outer product of 4 and 8 entries of one row of GT, in eight
+ * vector registers, added to H once.  The tiles on the diagonal also write up to 7
+ * entries above it, which sf_mirror overwrites.  Measured when this path was added
+ * (whole Hessians of one hidden softplus layer, P = 41 and 81, one core, AVX-512
+ * clone, against the same code with sf_gn_dot for every flush): 1.10-1.18x faster at
+ * N = 10 and 17, 1.06x at N = 24 and 1.03x at N = 32. */
+#define SF_GN_OUTER_COLS 32
+#define SF_PP ((SF_P + 7) & ~7L)
+static void sf_gn_outer(const double *restrict G, long ld, long cols, double sign, double *restrict H)
+{
+    double GT[SF_GN_OUTER_COLS * SF_PP];
+    /* the copy in 4 x 4 blocks transposed in registers (columns past cols are read but
+     * not used; ld, a multiple of SF_GB, has them), the last P % 4 rows one by one */
+    const long P4 = SF_P & ~3L;
+    for (long k = 0; k < P4; k += 4)
+        for (long b = 0; b < cols; b += 4) {
+            sf_v4 a, c, e, f;
+            SF_LD4(a, G + k * ld + b); SF_LD4(c, G + (k + 1) * ld + b);
+            SF_LD4(e, G + (k + 2) * ld + b); SF_LD4(f, G + (k + 3) * ld + b);
+            const sf_v4 t0 = {a[0], c[0], e[0], f[0]}, t1 = {a[1], c[1], e[1], f[1]};
+            const sf_v4 t2 = {a[2], c[2], e[2], f[2]}, t3 = {a[3], c[3], e[3], f[3]};
+            memcpy(GT + b * SF_PP + k, &t0, sizeof t0);
+            if (b + 1 < cols) memcpy(GT + (b + 1) * SF_PP + k, &t1, sizeof t1);
+            if (b + 2 < cols) memcpy(GT + (b + 2) * SF_PP + k, &t2, sizeof t2);
+            if (b + 3 < cols) memcpy(GT + (b + 3) * SF_PP + k, &t3, sizeof t3);
+        }
+    for (long b = 0; b < cols; ++b) {
+        for (long k = P4; k < SF_P; ++k) GT[b * SF_PP + k] = G[k * ld + b];
+        for (long k = SF_P; k < SF_PP; ++k) GT[b * SF_PP + k] = 0.0;
+    }
+    for (long i0 = 0; i0 < SF_P; i0 += 4)
+        for (long j0 = 0; j0 <= i0; j0 += 8) {   /* i0 a multiple of 4, j0 of 8: j0 <= i0 */
+            sf_v4 a00 = {0.0, 0.0, 0.0, 0.0}, a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00,
+                  a30 = a00, a31 = a00;
+            const double *restrict gi = GT + i0, *restrict gj = GT + j0;
+            for (long b = 0; b < cols; ++b, gi += SF_PP, gj += SF_PP) {
+                sf_v4 x0, x1;
+                SF_LD4(x0, gj); SF_LD4(x1, gj + 4);
+                const double y0 = gi[0], y1 = gi[1], y2 = gi[2], y3 = gi[3];
+                a00 += y0 * x0; a01 += y0 * x1; a10 += y1 * x0; a11 += y1 * x1;
+                a20 += y2 * x0; a21 += y2 * x1; a30 += y3 * x0; a31 += y3 * x1;
+            }
+            const sf_v4 acc[4][2] = { {a00, a01}, {a10, a11}, {a20, a21}, {a30, a31} };
+            for (long r = 0; r < 4 && i0 + r < SF_P; ++r) {
+                double *restrict h = H + (i0 + r) * SF_P + j0;
+                if (j0 + 8 <= SF_P) {
+                    sf_v4 t;
+                    SF_LD4(t, h); t += sign * acc[r][0]; memcpy(h, &t, sizeof t);
+                    SF_LD4(t, h + 4); t += sign * acc[r][1]; memcpy(h + 4, &t, sizeof t);
+                } else {   /* the last columns of H */
+                    double v[8];
+                    memcpy(v, &acc[r][0], sizeof(sf_v4)); memcpy(v + 4, &acc[r][1], sizeof(sf_v4));
+                    for (long c = 0; c < SF_P - j0; ++c) h[c] += sign * v[c];
+                }
+            }
+        }
+}
+#endif
+
 static void sf_gn_add(double *restrict G, long ld, long cols, double sign,
                       double *restrict H, sf_syrk_fn syrk)
 {
@@ -967,6 +1032,12 @@ static void sf_gn_add(double *restrict G, long ld, long cols, double sign,
         syrk(&uplo, &trans, &n, &k, &alpha, G, &lda, &beta, H, &ldc);
         return;
     }
+#ifdef SF_GN_OUTER_COLS
+    if (cols <= SF_GN_OUTER_COLS) {
+        sf_gn_outer(G, ld, cols, sign, H);
+        return;
+    }
+#endif
     /* whole vectors: zero columns up to a multiple of 4 (ld, a multiple of SF_GB, has them) */
     const long cols4 = (cols + 3) & ~3L;
     for (long k = 0; k < SF_P && cols4 > cols; ++k)
