@@ -865,7 +865,7 @@ static inline double sf_block_sum(const double *restrict wt, const double *restr
  * these sizes per call made glibc map (or grow the heap) and fault in fresh pages every
  * call, and unmap them again; measured at k = 100, N = 1000 with two threads, the
  * Hessian took 8.7 ms that way against 2.7 ms with the memory kept. */
-enum { SF_WS_BLOCK, SF_WS_GP, SF_WS_GM, SF_WS_WORK, SF_WS_PART, SF_NWS };
+enum { SF_WS_BLOCK, SF_WS_GP, SF_WS_GM, SF_WS_WORK, SF_WS_PART, SF_WS_GT, SF_NWS };
 #define SF_SCRATCH_KEEP (1L << 21)
 typedef struct {
     double *buf[SF_NWS];
@@ -1027,7 +1027,8 @@ SF_CLONES int sf_loss_grad(const double *p, const double *X, const double *Y, co
  * Jacobian rows r J_o (r = sqrt(c_n Phi_n,oo)) are formed by back-propagating the unit
  * vector r e_o through the block, and stored parameter-major in Gp: row k holds
  * parameter k, one column per (sample, output).  When Gp is full or the range ends,
- * Gp Gp' is added to H, by the caller's BLAS dsyrk when one is given (a rank-k update at
+ * Gp Gp' is added to H: at most SF_GN_OUTER_COLS columns by sf_gn_outer (with vector
+ * extensions), more by the caller's BLAS dsyrk when one is given (a rank-k update at
  * BLAS speed; large P) and by sf_gn_dot otherwise (small P, or no BLAS).  Negative
  * weights (Phi_oo < 0) put their rows, with r = sqrt(-c_n Phi_n,oo), in Gm, which is
  * subtracted the same way;
@@ -1119,23 +1120,27 @@ static void sf_gn_dot(const double *restrict G, long ld, long cols, double sign,
     }
 }
 
-#if SF_VEC && SF_P <= 128
+#if SF_VEC
 /* H += sign G G' on the lower triangle for at most SF_GN_OUTER_COLS columns (one block
  * of samples times outputs, e.g. a range of N <= 32 samples, or the last columns of a
- * range): with so few columns the dot products of sf_gn_dot spend much of their time
- * on horizontal sums.  G is copied sample-major into GT (one row of SF_PP entries per
- * column, zero past P; on the stack, at most 32 KB), and each 4 x 8 tile of H is the
- * sum over columns of the outer product of 4 and 8 entries of one row of GT, in eight
- * vector registers, added to H once.  The tiles on the diagonal also write up to 7
- * entries above it, which sf_mirror overwrites.  Measured when this path was added
- * (whole Hessians of one hidden softplus layer, P = 41 and 81, one core, AVX-512
- * clone, against the same code with sf_gn_dot for every flush): 1.10-1.18x faster at
- * N = 10 and 17, 1.06x at N = 24 and 1.03x at N = 32. */
+ * range), in place of both sf_gn_dot and dsyrk: with so few columns the dot products
+ * spend much of their time on horizontal sums, and dsyrk is not faster either.  G is
+ * copied sample-major into GT (scratch of SF_GN_OUTER_COLS rows of SF_PP entries,
+ * zero past P), and each 4 x 8 tile of H is the sum over columns of the outer product
+ * of 4 and 8 entries of one row of GT, in eight vector registers, added to H once.  The
+ * tiles on the diagonal also write up to 7 entries above it, which sf_mirror
+ * overwrites.  Measured when this path was added (whole Hessians of one hidden
+ * softplus layer, one core, AVX-512 clone), against sf_gn_dot at P = 41 and 81:
+ * 1.10-1.18x faster at N = 10 and 17, 1.06x at N = 24, 1.03x at N = 32; against dsyrk
+ * at P = 201 to 601: 1.10-1.14x at N = 10, 1.06-1.11x at N = 32.  Not above
+ * SF_GN_OUTER_MAX_P, where the BLAS may use its own threads (symflow.problems'
+ * _MAX_THREADED_HESSIAN_P). */
 #define SF_GN_OUTER_COLS 32
+#define SF_GN_OUTER_MAX_P 3000
 #define SF_PP ((SF_P + 7) & ~7L)
-static void sf_gn_outer(const double *restrict G, long ld, long cols, double sign, double *restrict H)
+static void sf_gn_outer(const double *restrict G, long ld, long cols, double sign, double *restrict H,
+                        double *restrict GT)
 {
-    double GT[SF_GN_OUTER_COLS * SF_PP];
     /* the copy in 4 x 4 blocks transposed in registers (columns past cols are read but
      * not used; ld, a multiple of SF_GB, has them), the last P % 4 rows one by one */
     const long P4 = SF_P & ~3L;
@@ -1188,6 +1193,15 @@ static void sf_gn_add(double *restrict G, long ld, long cols, double sign,
                       double *restrict H, sf_syrk_fn syrk)
 {
     if (cols == 0) return;
+#if SF_VEC
+    if (cols <= SF_GN_OUTER_COLS && SF_P <= SF_GN_OUTER_MAX_P) {
+        double *GT = sf_scratch(SF_WS_GT, SF_GN_OUTER_COLS * SF_PP);
+        if (GT) {
+            sf_gn_outer(G, ld, cols, sign, H, GT);
+            return;
+        }
+    }
+#endif
     if (syrk) {   /* Fortran view: G is A (cols x P, lda = ld), H's lower triangle is C's upper */
         char uplo = 'U', trans = 'T';
         int n = SF_P, k = (int)cols, lda = (int)ld, ldc = SF_P;
@@ -1195,12 +1209,6 @@ static void sf_gn_add(double *restrict G, long ld, long cols, double sign,
         syrk(&uplo, &trans, &n, &k, &alpha, G, &lda, &beta, H, &ldc);
         return;
     }
-#ifdef SF_GN_OUTER_COLS
-    if (cols <= SF_GN_OUTER_COLS) {
-        sf_gn_outer(G, ld, cols, sign, H);
-        return;
-    }
-#endif
     /* whole vectors: zero columns up to a multiple of 4 (ld, a multiple of SF_GB, has them) */
     const long cols4 = (cols + 3) & ~3L;
     for (long k = 0; k < SF_P && cols4 > cols; ++k)

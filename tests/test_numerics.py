@@ -453,6 +453,24 @@ def test_hessian_for_small_sample_counts():
         assert np.abs(H - H_fd).max() <= HESS_RTOL * np.abs(H).max(), N
 
 
+@pytest.mark.parametrize("N", [1, 7, 20, 32, 33, 45])
+def test_hessian_with_few_samples_and_many_parameters(N):
+    """Above 128 parameters (where dsyrk takes the Gauss-Newton part of more than 32
+    columns and the outer-product loops fewer), with a sigmoid output so that some
+    curvature weights are negative: the Hessian against central differences of the
+    gradient kernel (checked against NumPy and finite differences of the loss above),
+    for N on both sides of 32."""
+    arch = symflow.MLP(3, [(30, "tanh", True), (2, "sigmoid", True)])
+    assert arch.nparams == 182
+    rng = np.random.default_rng(N)
+    p = arch.random_params(seed=4) + 0.3 * rng.normal(size=arch.nparams)
+    X, Y = rng.normal(size=(N, 3)), rng.uniform(-0.5, 1.5, size=(N, 2))
+    net = symflow.Net(arch, X, Y, weights=rng.uniform(0.1, 3.0, size=N))
+    H = net.hessian(p)
+    H_fd = central_jacobian(net.gradient, p, H_FD)
+    assert np.abs(H - H_fd).max() <= HESS_RTOL * np.abs(H).max()
+
+
 # ---------------------------------------------------------------------------------------
 # 3. Hessian spectrum
 # ---------------------------------------------------------------------------------------
@@ -657,12 +675,14 @@ def test_net_owns_copies_of_its_data():
 def test_c_and_blas_hessian_paths_agree(layers, softmax, threads, monkeypatch):
     """The Gauss-Newton part summed by symflow's C loops (used for small P, and without
     SciPy's BLAS) and by BLAS dsyrk in chunks must give the same Hessian up to round-off
-    (and exactly symmetric)."""
+    (and exactly symmetric).  Chunks of 64 samples per range go to the dot-product
+    loops or dsyrk; the last columns of each range (at most 32) to the outer-product
+    loops in both."""
     import symflow.problems as problems
 
     arch = symflow.MLP(3, layers)
     rng = np.random.default_rng(5)
-    n = 57
+    n = 157
     X = rng.normal(size=(n, 3))
     Y = rng.integers(0, 3, n) if softmax else rng.uniform(size=(n, layers[-1][0]))
     monkeypatch.setattr(problems, "_MIN_SAMPLES_PER_THREAD", 20)
@@ -674,7 +694,8 @@ def test_c_and_blas_hessian_paths_agree(layers, softmax, threads, monkeypatch):
     c_loops = net.loss_gradient_hessian(p)
     monkeypatch.setattr(problems, "_BLAS_HESSIAN", True)
     monkeypatch.setattr(problems, "_BLAS_HESSIAN_MIN_P", 1)   # dsyrk at every P
-    monkeypatch.setattr(problems, "_CHUNK_BYTES", 8 * arch.nparams * 4 * 10)  # several chunks
+    # chunks of 64 samples (64 columns per output): dsyrk for each, several per range
+    monkeypatch.setattr(problems, "_CHUNK_BYTES", 8 * arch.nparams * 64 * layers[-1][0])
     blas = net.loss_gradient_hessian(p)
     assert blas[0] == pytest.approx(c_loops[0], rel=1e-14)
     assert np.max(np.abs(blas[1] - c_loops[1])) <= 1e-14 * np.max(np.abs(c_loops[1]))
