@@ -10,10 +10,10 @@ with bias) with both paths in one process, by switching
 each path's time is its fastest call, since on a shared machine noise only adds time.
 This is how the threshold _BLAS_HESSIAN_MIN_P was chosen; it also reports the largest
 difference of the two Hessians relative to the largest entry.  Results go to stdout and
-to benchmarks/results/hessian_paths.csv.  Either way, additions of at most 32 columns
-(N <= 32 samples per output, or the last columns of a range) go to the kernels'
-outer-product loops (sf_gn_outer, up to P = 3000), so at N <= 32 both settings time the
-same code.
+to benchmarks/results/hessian_paths.csv.  Additions of few columns (N samples per
+output, or the last columns of a range) go to the kernels' outer-product loops
+(sf_gn_outer, up to P = 3000) instead: up to 16 columns in place of the C loops and up
+to 32 in place of dsyrk, so at N <= 16 both settings time the same code.
 """
 
 import argparse

@@ -1027,9 +1027,9 @@ SF_CLONES int sf_loss_grad(const double *p, const double *X, const double *Y, co
  * Jacobian rows r J_o (r = sqrt(c_n Phi_n,oo)) are formed by back-propagating the unit
  * vector r e_o through the block, and stored parameter-major in Gp: row k holds
  * parameter k, one column per (sample, output).  When Gp is full or the range ends,
- * Gp Gp' is added to H: at most SF_GN_OUTER_COLS columns by sf_gn_outer (with vector
- * extensions), more by the caller's BLAS dsyrk when one is given (a rank-k update at
- * BLAS speed; large P) and by sf_gn_dot otherwise (small P, or no BLAS).  Negative
+ * Gp Gp' is added to H: a few columns by sf_gn_outer (with vector extensions), more by
+ * the caller's BLAS dsyrk when one is given (a rank-k update at BLAS speed; large P) and
+ * by sf_gn_dot otherwise (small P, or no BLAS).  Negative
  * weights (Phi_oo < 0) put their rows, with r = sqrt(-c_n Phi_n,oo), in Gm, which is
  * subtracted the same way;
  * for softmax, Phi = diag(pr) - pr pr' gives the rows sqrt(c_n pr_o) J_o in Gp and
@@ -1121,21 +1121,22 @@ static void sf_gn_dot(const double *restrict G, long ld, long cols, double sign,
 }
 
 #if SF_VEC
-/* H += sign G G' on the lower triangle for at most SF_GN_OUTER_COLS columns (one block
- * of samples times outputs, e.g. a range of N <= 32 samples, or the last columns of a
- * range), in place of both sf_gn_dot and dsyrk: with so few columns the dot products
- * spend much of their time on horizontal sums, and dsyrk is not faster either.  G is
- * copied sample-major into GT (scratch of SF_GN_OUTER_COLS rows of SF_PP entries,
- * zero past P), and each 4 x 8 tile of H is the sum over columns of the outer product
- * of 4 and 8 entries of one row of GT, in eight vector registers, added to H once.  The
- * tiles on the diagonal also write up to 7 entries above it, which sf_mirror
- * overwrites.  Measured when this path was added (whole Hessians of one hidden
- * softplus layer, one core, AVX-512 clone), against sf_gn_dot at P = 41 and 81:
- * 1.10-1.18x faster at N = 10 and 17, 1.06x at N = 24, 1.03x at N = 32; against dsyrk
- * at P = 201 to 601: 1.10-1.14x at N = 10, 1.06-1.11x at N = 32.  Not above
- * SF_GN_OUTER_MAX_P, where the BLAS may use its own threads (symflow.problems'
- * _MAX_THREADED_HESSIAN_P). */
+/* H += sign G G' on the lower triangle for few columns (a range of few samples, or the
+ * last columns of a range): at most SF_GN_OUTER_COLS in place of dsyrk, at most
+ * SF_GN_OUTER_DOT_COLS in place of sf_gn_dot, whose dot products spend much of their
+ * time on horizontal sums when the columns are few.  G is copied sample-major into GT
+ * (scratch of SF_GN_OUTER_COLS rows of SF_PP entries, zero past P), and each 4 x 8 tile
+ * of H is the sum over columns of the outer product of 4 and 8 entries of one row of
+ * GT, in eight vector registers, added to H once.  The tiles on the diagonal also write
+ * up to 7 entries above it, which sf_mirror overwrites.  Measured when this path was
+ * added (whole Hessians of one hidden softplus layer, one core, AVX-512 clone, against
+ * the previous commit): against dsyrk at P = 201 to 601, 1.10-1.14x faster at N = 10
+ * and 1.06-1.11x at N = 32; against sf_gn_dot at P = 41 and 81, 1.05-1.08x at N = 10,
+ * 1.00-1.03x at N = 17 but 0.95-0.97x at N = 24 and 0.93x at N = 32, hence the lower
+ * limit there.  Not above SF_GN_OUTER_MAX_P, where the BLAS may use its own threads
+ * (symflow.problems' _MAX_THREADED_HESSIAN_P). */
 #define SF_GN_OUTER_COLS 32
+#define SF_GN_OUTER_DOT_COLS 16
 #define SF_GN_OUTER_MAX_P 3000
 #define SF_PP ((SF_P + 7) & ~7L)
 static void sf_gn_outer(const double *restrict G, long ld, long cols, double sign, double *restrict H,
@@ -1194,7 +1195,7 @@ static void sf_gn_add(double *restrict G, long ld, long cols, double sign,
 {
     if (cols == 0) return;
 #if SF_VEC
-    if (cols <= SF_GN_OUTER_COLS && SF_P <= SF_GN_OUTER_MAX_P) {
+    if (cols <= (syrk ? SF_GN_OUTER_COLS : SF_GN_OUTER_DOT_COLS) && SF_P <= SF_GN_OUTER_MAX_P) {
         double *GT = sf_scratch(SF_WS_GT, SF_GN_OUTER_COLS * SF_PP);
         if (GT) {
             sf_gn_outer(G, ld, cols, sign, H, GT);
