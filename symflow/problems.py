@@ -513,7 +513,7 @@ class Net:
         called from C) from 100 parameters on.
         """
         # Per-thread triangles cost P^2 doubles each: very large P runs on one thread.
-        value, grad, hess = self._run(2, "Hessian", p, self._fixed[6] <= _MAX_THREADED_HESSIAN_P)
+        value, grad, hess = self._run(2, "Hessian", p, self.spec.nparams <= _MAX_THREADED_HESSIAN_P)
         return float(value), grad, hess
 
     def hessian(self, p) -> np.ndarray:
