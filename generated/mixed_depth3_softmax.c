@@ -556,6 +556,16 @@ typedef double sf_v4 __attribute__((vector_size(32)));
 /* vectors are passed by pointer: by value they would change the ABI between clones */
 #define SF_LD4(v, p) memcpy(&(v), (p), sizeof(sf_v4))
 static inline double sf_hsum4(const sf_v4 *v) { return ((*v)[0] + (*v)[1]) + ((*v)[2] + (*v)[3]); }
+/* d[c * ld + r] = s[r * ls + c] for r, c < 4, in vector registers: a 4 x 4 block
+ * transposed; only the first n (at most 4) rows of the result are written. */
+static inline void sf_transpose4(const double *s, long ls, double *d, long ld, long n)
+{
+    sf_v4 a, b, e, f;
+    SF_LD4(a, s); SF_LD4(b, s + ls); SF_LD4(e, s + 2 * ls); SF_LD4(f, s + 3 * ls);
+    const sf_v4 t[4] = { {a[0], b[0], e[0], f[0]}, {a[1], b[1], e[1], f[1]},
+                         {a[2], b[2], e[2], f[2]}, {a[3], b[3], e[3], f[3]} };
+    for (long c = 0; c < n && c < 4; ++c) memcpy(d + c * ld, &t[c], sizeof(sf_v4));
+}
 #else
 #define SF_VEC 0
 #endif
@@ -1146,17 +1156,8 @@ static void sf_gn_outer(const double *restrict G, long ld, long cols, double sig
      * not used; ld, a multiple of SF_GB, has them), the last P % 4 rows one by one */
     const long P4 = SF_P & ~3L;
     for (long k = 0; k < P4; k += 4)
-        for (long b = 0; b < cols; b += 4) {
-            sf_v4 a, c, e, f;
-            SF_LD4(a, G + k * ld + b); SF_LD4(c, G + (k + 1) * ld + b);
-            SF_LD4(e, G + (k + 2) * ld + b); SF_LD4(f, G + (k + 3) * ld + b);
-            const sf_v4 t0 = {a[0], c[0], e[0], f[0]}, t1 = {a[1], c[1], e[1], f[1]};
-            const sf_v4 t2 = {a[2], c[2], e[2], f[2]}, t3 = {a[3], c[3], e[3], f[3]};
-            memcpy(GT + b * SF_PP + k, &t0, sizeof t0);
-            if (b + 1 < cols) memcpy(GT + (b + 1) * SF_PP + k, &t1, sizeof t1);
-            if (b + 2 < cols) memcpy(GT + (b + 2) * SF_PP + k, &t2, sizeof t2);
-            if (b + 3 < cols) memcpy(GT + (b + 3) * SF_PP + k, &t3, sizeof t3);
-        }
+        for (long b = 0; b < cols; b += 4)
+            sf_transpose4(G + k * ld + b, ld, GT + b * SF_PP + k, SF_PP, cols - b);
     for (long b = 0; b < cols; ++b) {
         for (long k = P4; k < SF_P; ++k) GT[b * SF_PP + k] = G[k * ld + b];
         for (long k = SF_P; k < SF_PP; ++k) GT[b * SF_PP + k] = 0.0;
@@ -1585,17 +1586,7 @@ SF_CLONES void sf_mirror(double *H)
                 for (long c = (c0 > r ? c0 : r); c < c1; c += 4) {
 #if SF_VEC
                     if (c > r && c + 4 <= P4 && r + 4 <= P4) {
-                        sf_v4 a, b, e, f;
-                        SF_LD4(a, H + c * SF_P + r);
-                        SF_LD4(b, H + (c + 1) * SF_P + r);
-                        SF_LD4(e, H + (c + 2) * SF_P + r);
-                        SF_LD4(f, H + (c + 3) * SF_P + r);
-                        const sf_v4 t0 = {a[0], b[0], e[0], f[0]}, t1 = {a[1], b[1], e[1], f[1]};
-                        const sf_v4 t2 = {a[2], b[2], e[2], f[2]}, t3 = {a[3], b[3], e[3], f[3]};
-                        memcpy(H + r * SF_P + c, &t0, sizeof t0);
-                        memcpy(H + (r + 1) * SF_P + c, &t1, sizeof t1);
-                        memcpy(H + (r + 2) * SF_P + c, &t2, sizeof t2);
-                        memcpy(H + (r + 3) * SF_P + c, &t3, sizeof t3);
+                        sf_transpose4(H + c * SF_P + r, SF_P, H + r * SF_P + c, SF_P, 4);
                         continue;
                     }
 #endif
