@@ -335,7 +335,7 @@ class Net:
         # what _run needs on every call, in one attribute (one lookup instead of seven)
         P = self.spec.nparams
         self._fixed = (ffi, self._lib.sf_run, self._pX, self._pY, self._pw, self.X.shape[0], P,
-                       (P,))
+                       (P,), (P, P))
 
     def __getstate__(self):
         merge = None if self.merge is None else self.merge[:4]
@@ -428,11 +428,13 @@ class Net:
         return MemoryError(f"the {what} kernel could not allocate its workspace "
                            f"(P={self.spec.nparams}); free memory or use fewer parameters")
 
-    def _run(self, kind: int, what: str, p, split=True):
+    def _run(self, kind: int, what: str, p):
         """``(loss, gradient, Hessian)`` at ``p`` over all samples, with the regularisers:
         kind 0 the loss (gradient and Hessian None), 1 also the gradient, 2 also the
-        Hessian (mirrored from the lower triangle), on the module's C threads (one range
-        of samples per thread; one range when not ``split``).
+        Hessian (mirrored from the lower triangle), 3 the Hessian alone (loss and
+        gradient None: ``sf_run`` sums them into a buffer of its own), on the module's C
+        threads (one range of samples per thread; one range for Hessians of more than
+        _MAX_THREADED_HESSIAN_P parameters, whose per-thread triangles would be large).
 
         Lean, because it runs on every call and at N = 10 the Python around the kernel
         is a good part of a call: the Net's fixed pointers and sizes come from one tuple
@@ -443,7 +445,7 @@ class Net:
         C-contiguity is left to ``from_buffer``, which refuses other layouts.  Anything
         else goes through ``check_params``.  The outputs come from ``numpy.empty``:
         ``sf_run`` zeroes them."""
-        ffi, run, pX, pY, pw, N, P, pshape = self._fixed
+        ffi, run, pX, pY, pw, N, P, pshape, hshape = self._fixed
         pp = None
         if type(p) is np.ndarray and p.dtype is _F64 and p.shape == pshape:
             try:
@@ -452,42 +454,48 @@ class Net:
                 pass
         if pp is None:
             p, pp = self._p(p)
+        split = kind < 2 or P <= _MAX_THREADED_HESSIAN_P
         ranges = 1
         if split and N >= 2 * _MIN_SAMPLES_PER_THREAD:  # else one range at any thread count
             threads = self.threads or default_threads()
             if threads > 1:
-                ranges = _parts(N, threads, *((P * P, "hessian") if kind == 2 else (P, "gradient")))
-        loss = ffi.new("double[1]")
+                ranges = _parts(N, threads, *((P * P, "hessian") if kind >= 2 else (P, "gradient")))
         grad = hess = None
-        gp = hp = syrk = local = ffi.NULL
-        if kind:
-            grad = np.empty(P)
-            gp = ffi.from_buffer("double[]", grad)
-            if kind == 2:
-                hess = np.empty((P, P))
-                hp = ffi.from_buffer("double[]", hess)
-                if _BLAS_HESSIAN and P >= _BLAS_HESSIAN_MIN_P:
-                    # symflow threads over samples, so its BLAS calls run single-threaded
-                    # (also when the data is too small to split: BLAS threads would not pay
-                    # there either, and they spin on the cores after each call); unsplit
-                    # large-P Hessians use the BLAS's threads instead
-                    syrk, local = _blas_pointers(ffi)
-                    if not split and (self.threads or default_threads()) > 1:
-                        local = ffi.NULL
-        status = run(kind, pp, pX, pY, pw, N, 0, N, ranges, loss, gp, hp, syrk, _CHUNK_BYTES, local)
+        gp = hp = syrk = local = NULL = ffi.NULL
+        if kind < 3:
+            lp = loss = ffi.new("double[1]")
+            if kind:
+                grad = np.empty(P)
+                gp = ffi.from_buffer("double[]", grad)
+        else:
+            lp, loss = NULL, None
+        if kind >= 2:
+            hess = np.empty(hshape)
+            hp = ffi.from_buffer("double[]", hess)
+            if _BLAS_HESSIAN and P >= _BLAS_HESSIAN_MIN_P:
+                # symflow threads over samples, so its BLAS calls run single-threaded
+                # (also when the data is too small to split: BLAS threads would not pay
+                # there either, and they spin on the cores after each call); unsplit
+                # large-P Hessians use the BLAS's threads instead
+                syrk, local = _blas_pointers(ffi)
+                if not split and (self.threads or default_threads()) > 1:
+                    local = NULL
+        status = run(kind if kind < 3 else 2, pp, pX, pY, pw, N, 0, N, ranges, lp, gp, hp, syrk, _CHUNK_BYTES,
+                     local)
         if status == 2:  # a parameter is not finite: check_params names it
             self.spec.check_params(p)
             raise RuntimeError("sf_run found a non-finite parameter that check_params accepted")
         if status:
             raise self._no_workspace(what)
-        value = loss[0]
+        value = loss[0] if kind < 3 else None
         if self.maxnorm is not None or self.merge is not None:
-            rl, rg, rh = self._reg(p, kind)
-            value += rl
-            if kind:
+            rl, rg, rh = self._reg(p, kind if kind < 3 else 2)
+            if kind < 3:
+                value += rl
+            if grad is not None:
                 grad += rg
-                if kind == 2:
-                    hess += rh
+            if hess is not None:
+                hess += rh
         return value, grad, hess
 
     def loss(self, p) -> float:
@@ -512,13 +520,13 @@ class Net:
         parameters (and without SciPy's BLAS) and with BLAS rank-k updates (``dsyrk``,
         called from C) from 100 parameters on.
         """
-        # Per-thread triangles cost P^2 doubles each: very large P runs on one thread.
-        value, grad, hess = self._run(2, "Hessian", p, self.spec.nparams <= _MAX_THREADED_HESSIAN_P)
+        value, grad, hess = self._run(2, "Hessian", p)
         return float(value), grad, hess
 
     def hessian(self, p) -> np.ndarray:
-        """Exact Hessian of the loss at ``p`` (P x P, symmetric)."""
-        return self.loss_gradient_hessian(p)[2]
+        """Exact Hessian of the loss at ``p`` (P x P, symmetric).  The same kernel as
+        ``loss_gradient_hessian``, without a gradient and a loss to return."""
+        return self._run(3, "Hessian", p)[2]
 
     def hessian_spectrum(self, p) -> tuple[np.ndarray, np.ndarray]:
         """Eigenvalues (ascending) and eigenvectors (columns) of the Hessian at ``p``."""

@@ -646,6 +646,29 @@ def test_outputs_do_not_depend_on_what_their_memory_held(monkeypatch, k, threads
         got = net.loss_gradient_hessian(p)
         assert got[0] == ref[0]
         assert np.array_equal(got[1], ref[1]) and np.array_equal(got[2], ref[2])
+        assert np.array_equal(net.hessian(p), ref[2])  # its gradient and loss are C's own
+
+
+@pytest.mark.parametrize("k, regularised", [(10, False), (10, True), (1025, False)])
+def test_hessian_alone_is_the_hessian_of_loss_gradient_hessian(k, regularised):
+    """Net.hessian runs the Hessian kernel with no gradient or loss from Python: sf_run
+    sums them into a buffer of its own (on the stack up to 4096 parameters, allocated
+    above: P = 4101 for k = 1025).  It must return the same bits as the Hessian of
+    loss_gradient_hessian, regularisers included; the values themselves are checked
+    against finite differences and PyTorch elsewhere."""
+    arch = symflow.MLP(2, [(k, "softplus", True), (1, "identity", True)])
+    rng = np.random.default_rng(11)
+    N = 3 if k > 100 else 200
+    p = arch.random_params(seed=5)
+    extra = {}
+    if regularised:  # a maxnorm barrier that is active at p, and a merge penalty
+        extra = dict(maxnorm=0.25 * (p @ p) / (2 * arch.nparams), merge=(1, 0, 1, 0.3))
+    net = symflow.Net(arch, rng.normal(size=(N, 2)), rng.normal(size=N), **extra)
+    _, _, H = net.loss_gradient_hessian(p)
+    assert np.array_equal(net.hessian(p), H)
+    if regularised:
+        plain = symflow.Net(arch, net.X, net.Y)
+        assert np.abs(H - plain.hessian(p)).max() > 1e-3 * np.abs(H).max()
 
 
 def test_net_owns_copies_of_its_data():
