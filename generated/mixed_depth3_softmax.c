@@ -1860,23 +1860,23 @@ static void sf_pool_grow(int want)
     }
 }
 
-/* Run one kernel over the samples n0 <= n < n1 split into ntasks nearly equal ranges
- * (as many as Python's symflow.problems._parts asks for): kind 0 the loss, 1 loss and
+/* Run one kernel over the samples n0 <= n < n1 split into ntasks nearly equal ranges (as
+ * many as Python's symflow.problems._parts asks for): kind 0 the loss, 1 loss and
  * gradient, 2 also the Hessian.  It sets *loss, grad and H (grad and H may be NULL when
  * the kind does not use them; their contents on entry do not matter).  For kind 2, loss
- * and grad may also be NULL (a Hessian alone, as Net.hessian asks for): the kernels
- * then sum them into a buffer of this call, on the stack up to SF_RUN_STACK_P
- * parameters, else allocated (Python's numpy.empty and ffi.from_buffer for a gradient
- * and a loss it would not return cost ~0.5 us of a 4.6 us Hessian at P = 41).  It zeroes them
- * (of H the lower triangle), the kernels add their sums to that, and for kind 2 it
- * then copies the lower triangle of H into the upper one.  Zeroing here rather than
- * taking zeroed arrays from Python writes half of H: at P = 401 about 8 us (perf) where
- * numpy.zeros spent 15 us on the whole, and that half is then in cache.  Range
- * 0 adds straight into them; every other range is computed from zero into a buffer of
- * its own and added in, in the order of the ranges, whichever thread ran it, so that
- * the result does not depend on the threads' timing.  Returns 0, 1 when memory ran
- * out, or 2 (nothing computed) when a parameter is not finite. */
-#define SF_RUN_STACK_P 4096
+ * and grad may also be NULL (a Hessian alone, as Net.hessian asks for): the kernels then
+ * sum them into a buffer of this call, on the stack up to SF_RUN_STACK_P parameters
+ * (8 KB, small enough for any thread's stack), else allocated (Python's numpy.empty and
+ * ffi.from_buffer for a gradient and a loss it would not return cost ~0.5 us of a 4.6 us
+ * Hessian at P = 41).  It zeroes them (of H the lower triangle), the kernels add their
+ * sums to that, and for kind 2 it then copies the lower triangle of H into the upper
+ * one.  Zeroing here rather than taking zeroed arrays from Python writes half of H: at
+ * P = 401 about 8 us (perf) where numpy.zeros spent 15 us on the whole, and that half is
+ * then in cache.  Range 0 adds straight into them; every other range is computed from
+ * zero into a buffer of its own and added in, in the order of the ranges, whichever
+ * thread ran it, so that the result does not depend on the threads' timing.  Returns 0,
+ * 1 when memory ran out, or 2 (nothing computed) when a parameter is not finite. */
+#define SF_RUN_STACK_P 1024
 int sf_run(int kind, const double *p, const double *X, const double *Y, const double *w,
            long N, long n0, long n1, int ntasks, double *loss, double *grad, double *H,
            sf_syrk_fn syrk, long gbytes, sf_threads_fn blas_local)

@@ -480,8 +480,8 @@ class Net:
                 syrk, local = _blas_pointers(ffi)
                 if not split and (self.threads or default_threads()) > 1:
                     local = NULL
-        status = run(kind if kind < 3 else 2, pp, pX, pY, pw, N, 0, N, ranges, lp, gp, hp, syrk, _CHUNK_BYTES,
-                     local)
+        status = run(kind if kind < 3 else 2, pp, pX, pY, pw, N, 0, N, ranges, lp, gp, hp, syrk,
+                     _CHUNK_BYTES, local)
         if status == 2:  # a parameter is not finite: check_params names it
             self.spec.check_params(p)
             raise RuntimeError("sf_run found a non-finite parameter that check_params accepted")

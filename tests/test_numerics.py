@@ -652,7 +652,7 @@ def test_outputs_do_not_depend_on_what_their_memory_held(monkeypatch, k, threads
 @pytest.mark.parametrize("k, regularised", [(10, False), (10, True), (1025, False)])
 def test_hessian_alone_is_the_hessian_of_loss_gradient_hessian(k, regularised):
     """Net.hessian runs the Hessian kernel with no gradient or loss from Python: sf_run
-    sums them into a buffer of its own (on the stack up to 4096 parameters, allocated
+    sums them into a buffer of its own (on the stack up to 1024 parameters, allocated
     above: P = 4101 for k = 1025).  It must return the same bits as the Hessian of
     loss_gradient_hessian, regularisers included; the values themselves are checked
     against finite differences and PyTorch elsewhere."""
