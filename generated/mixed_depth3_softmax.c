@@ -894,8 +894,24 @@ static void sf_scratch_free(void *v)
 
 static void sf_scratch_setup(void) { sf_scratch_ok = pthread_key_create(&sf_scratch_key, sf_scratch_free) == 0; }
 
-/* A buffer of at least n doubles for this thread's use `slot` (contents undefined), or
- * NULL when memory ran out. */
+/* n doubles (n >= 1) at an address that is a multiple of 64 bytes (a cache line, one
+ * AVX-512 vector), or NULL; released with free().  malloc only promises 16 bytes, so
+ * where a buffer's rows start within a cache line (the rows are a multiple of 64 bytes
+ * apart) changed from one process to another with the order of earlier allocations, and
+ * when it was not a multiple of 32 bytes the kernels' vector loads straddled lines.  On
+ * one core of a Zen 4 VM, with the buffers placed 0, 8, 16, 32 and 48 bytes past a line
+ * (best of 3 processes each): Hessian k = 10, N = 10^3 80.1, 91.3, 92.5, 80.1, 90.8 us;
+ * N = 10^4 769, 882, 894, 774, 877 us; gradient k = 100, N = 10^3 205, 213, 214, 206,
+ * 214 us.  In benchmarks/peers.py, whose process allocates differently, the first of
+ * these Hessians had taken 82 us in one run and 94 us in the next. */
+static double *sf_alloc_doubles(long n)
+{
+    void *mem = NULL;
+    return posix_memalign(&mem, 64, sizeof(double) * (size_t)n) ? NULL : (double *)mem;
+}
+
+/* A buffer of at least n doubles for this thread's use `slot` (contents undefined; see
+ * sf_alloc_doubles), or NULL when memory ran out. */
 static double *sf_scratch(int slot, long n)
 {
     pthread_once(&sf_scratch_once, sf_scratch_setup);
@@ -911,7 +927,7 @@ static double *sf_scratch(int slot, long n)
     }
     if (set->size[slot] < n) {
         free(set->buf[slot]);
-        set->buf[slot] = (double *)malloc(sizeof(double) * (size_t)n);
+        set->buf[slot] = sf_alloc_doubles(n);
         set->size[slot] = set->buf[slot] ? n : 0;
     }
     return set->buf[slot];
@@ -1799,7 +1815,7 @@ static double *sf_worker_part(sf_worker *wk)
     const long need = sf_part_size(wk->task.kind);
     if (wk->cap < need) {
         free(wk->part);
-        wk->part = (double *)malloc(sizeof(double) * (size_t)need);
+        wk->part = sf_alloc_doubles(need);
         wk->cap = wk->part ? need : 0;
     }
     return wk->part;

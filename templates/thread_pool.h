@@ -169,7 +169,7 @@ static double *sf_worker_part(sf_worker *wk)
     const long need = sf_part_size(wk->task.kind);
     if (wk->cap < need) {
         free(wk->part);
-        wk->part = (double *)malloc(sizeof(double) * (size_t)need);
+        wk->part = sf_alloc_doubles(need);
         wk->cap = wk->part ? need : 0;
     }
     return wk->part;
