@@ -1400,18 +1400,21 @@ static void sf_task_run(sf_task *t)
 /* A worker's slot: the caller writes task while the slot is SF_IDLE, then makes it
  * SF_POSTED; exactly one of the worker (to SF_RUNNING, then SF_DONE) and the caller
  * (to SF_STOLEN, running the range itself) takes it; the caller adds in the range's
- * results and makes the slot SF_IDLE again.  So every slot is SF_IDLE between calls, and
- * a worker that wakes late never reads a task it does not own. */
-enum { SF_IDLE, SF_POSTED, SF_RUNNING, SF_DONE, SF_STOLEN };
+ * results and makes the slot SF_IDLE again.  So every slot is SF_IDLE between calls
+ * (or, briefly, SF_ZEROING while its worker clears its buffer for the next call: see
+ * sf_worker_prezero), and a worker that wakes late never reads a task it does not own. */
+enum { SF_IDLE, SF_POSTED, SF_RUNNING, SF_DONE, SF_STOLEN, SF_ZEROING };
 
 typedef struct {
     pthread_t thread;
     sf_event start;                  /* advanced by the caller after posting a task */
     atomic_int state;
     sf_task task;
-    double *part;                    /* the range's loss, gradient and triangle: kept */
-    long cap;                        /* between calls (doubles), so that no call maps */
-} sf_worker;                         /* and faults in fresh pages (slow in VMs) */
+    double *part;                    /* the range's loss, gradient and triangle, kept */
+    long cap;                        /* between calls (cap doubles) so that no call maps
+                                        and faults in fresh pages (slow in VMs) */
+    long clean;                      /* doubles at the start of part known to be zero */
+} sf_worker;
 
 static struct {
     pthread_mutex_t busy;            /* held by the one sf_run that uses the workers */
@@ -1427,14 +1430,16 @@ static long sf_part_size(int kind)
     return 1 + (kind >= 1 ? SF_P : 0) + (kind == 2 ? (long)SF_P * SF_P : 0);
 }
 
-/* Run task t into part (zeroed here first), or fail with status 1 when part is NULL. */
-static void sf_task_run_into(sf_task *t, double *part)
+/* Run task t into part, or fail with status 1 when part is NULL.  Its first `clean`
+ * doubles are zero already; the rest of what the task needs is zeroed here. */
+static void sf_task_run_into(sf_task *t, double *part, long clean)
 {
     if (!part) {
         t->status = 1;
         return;
     }
-    memset(part, 0, sizeof(double) * (size_t)sf_part_size(t->kind));
+    const long need = sf_part_size(t->kind);
+    if (clean < need) memset(part, 0, sizeof(double) * (size_t)need);
     t->loss = part;
     t->grad = t->kind >= 1 ? part + 1 : NULL;
     t->H = t->kind == 2 ? part + 1 + SF_P : NULL;
@@ -1460,8 +1465,44 @@ static double *sf_worker_part(sf_worker *wk)
         free(wk->part);
         wk->part = sf_alloc_doubles(need);
         wk->cap = wk->part ? need : 0;
+        wk->clean = 0;
     }
     return wk->part;
+}
+
+/* Run the worker's posted task into its range buffer (the worker, or the caller that
+ * took the task over); the buffer is dirty afterwards. */
+static void sf_worker_run(sf_worker *wk)
+{
+    double *part = sf_worker_part(wk);
+    sf_task_run_into(&wk->task, part, wk->clean);
+    wk->clean = 0;
+}
+
+/* After its task, the worker zeroes its range buffer for the next call as soon as the
+ * caller has added it in (slot SF_IDLE again), while the caller mirrors H and returns
+ * to Python.  Zeroing at the start of the next task instead put it on that call's
+ * critical path, and cost more than zeroing lines in its own cache should: the caller
+ * had just read them, so the worker had to take them back (two-thread Hessian at
+ * k = 10, N = 10^3: the worker's memset took 1.2 us of a 42 us call, and 5 us when
+ * the two vCPUs were in their slow state).  The slot is SF_ZEROING meanwhile; the
+ * caller waits for SF_IDLE before it posts the next task, so the buffer has one owner
+ * at a time. */
+static void sf_worker_prezero(sf_worker *wk, int kind)
+{
+    const long until = sf_now_ns() + SF_IDLE_SPIN_NS;
+    for (int i = 1; atomic_load(&wk->state) == SF_DONE; ++i) {
+        sf_cpu_relax();
+        if (i % 64 == 0 && sf_now_ns() > until) return;   /* the caller is descheduled */
+    }
+    int idle = SF_IDLE;
+    if (!atomic_compare_exchange_strong(&wk->state, &idle, SF_ZEROING)) return;
+    const long need = sf_part_size(kind);
+    if (wk->part && wk->cap >= need) {
+        memset(wk->part, 0, sizeof(double) * (size_t)need);
+        wk->clean = need;
+    }
+    atomic_store(&wk->state, SF_IDLE);
 }
 
 static void *sf_worker_main(void *arg)
@@ -1479,9 +1520,11 @@ static void *sf_worker_main(void *arg)
             t->blas_local(1);        /* dsyrk from every thread at once: no BLAS threads */
             blas_single = 1;
         }
-        sf_task_run_into(t, sf_worker_part(wk));
+        const int kind = t->kind;
+        sf_worker_run(wk);
         atomic_store(&wk->state, SF_DONE);
         sf_event_post(&sf_pool.done);
+        sf_worker_prezero(wk, kind);
     }
     return NULL;
 }
@@ -1509,6 +1552,7 @@ static void sf_pool_grow(int want)
         atomic_init(&wk->state, SF_IDLE);
         wk->part = NULL;
         wk->cap = 0;
+        wk->clean = 0;
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -1587,8 +1631,10 @@ int sf_run(int kind, const double *p, const double *X, const double *Y, const do
     for (int t = 1; t <= spread; ++t) {
         sf_worker *wk = &sf_pool.workers[t - 1];
         const sf_task task = SF_RANGE(t);
-        wk->task = task;
-        atomic_store(&wk->state, SF_POSTED);
+        wk->task = task;   /* SF_IDLE or SF_ZEROING: the worker does not read task now */
+        for (int idle = SF_IDLE; !atomic_compare_exchange_weak(&wk->state, &idle, SF_POSTED);
+             idle = SF_IDLE)
+            sf_cpu_relax();   /* the worker is zeroing its buffer (sf_worker_prezero) */
         sf_event_post(&wk->start);
     }
     /* the caller's ranges: with blas_local given, its dsyrk calls start no BLAS threads */
@@ -1601,7 +1647,7 @@ int sf_run(int kind, const double *p, const double *X, const double *Y, const do
         sf_worker *wk = &sf_pool.workers[t - 1];
         int posted = SF_POSTED;
         if (atomic_compare_exchange_strong(&wk->state, &posted, SF_STOLEN))
-            sf_task_run_into(&wk->task, sf_worker_part(wk));
+            sf_worker_run(wk);
     }
     for (int t = 1; t <= spread; ++t) {  /* add them in, in order, as they finish */
         sf_worker *wk = &sf_pool.workers[t - 1];
@@ -1624,7 +1670,7 @@ int sf_run(int kind, const double *p, const double *X, const double *Y, const do
     for (int t = spread + 1; t < ntasks; ++t) {  /* no worker for these (another call has them) */
         sf_task task = SF_RANGE(t);
         double *part = sf_scratch(SF_WS_PART, sf_part_size(kind));
-        sf_task_run_into(&task, part);
+        sf_task_run_into(&task, part, 0);
         status |= task.status;
         if (!task.status) sf_part_add(kind, part, loss, grad, H);
         sf_scratch_done(SF_WS_PART);

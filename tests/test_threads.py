@@ -87,6 +87,43 @@ def test_threaded_results_do_not_depend_on_timing():
         assert np.array_equal(net.gradient(p), ref[1])
 
 
+def test_back_to_back_calls_of_mixed_kinds_give_the_same_bits():
+    # A worker zeroes its range buffer for the next call right after the caller has added
+    # it in, sized for the kind it just ran, while the caller may already be posting the
+    # next range (sf_worker_prezero): calls back to back, alternating Hessians with
+    # smaller kinds, must neither deadlock nor read a stale buffer.  ~1.5 s of calls
+    # (tens of thousands of hand-overs); a hang fails the watchdog instead of CI's clock.
+    import threading
+    import time
+
+    arch = symflow.MLP(2, [(10, "softplus", True), (1, "identity", True)])
+    rng = np.random.default_rng(5)
+    n = 500
+    net = symflow.Net(arch, rng.normal(size=(n, 2)), rng.normal(size=(n, 1)), threads=2)
+    p = arch.random_params(seed=6)
+    P = arch.nparams
+    assert _parts(n, 2, P, "gradient") == 2 and _parts(n, 2, P * P, "hessian") == 2
+    ref = (net.hessian(p), net.loss_and_gradient(p), net.loss(p))
+    bad = []
+
+    def hammer():
+        end = time.perf_counter() + 1.5
+        while time.perf_counter() < end and not bad:
+            h = net.hessian(p)
+            loss, g = net.loss_and_gradient(p)
+            h2 = net.hessian(p)
+            l2 = net.loss(p)
+            if not (np.array_equal(h, ref[0]) and np.array_equal(h2, ref[0])
+                    and loss == ref[1][0] and np.array_equal(g, ref[1][1]) and l2 == ref[2]):
+                bad.append((h, loss, g, h2, l2))
+
+    t = threading.Thread(target=hammer, daemon=True)
+    t.start()
+    t.join(120)
+    assert not t.is_alive(), "threaded calls hung"
+    assert not bad
+
+
 def test_concurrent_calls_from_python_threads():
     # Only one call uses the workers at a time; the others run their ranges on their own
     # thread, summed in the same order, so every call returns the same bits.
