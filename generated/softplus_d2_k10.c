@@ -93,24 +93,27 @@ static inline double sf_pow2i(double n)
  * the coefficients rounded to doubles, 1 + r + r^2 Q(r) is within 1.6e-17 relative of
  * e^r (0.07 ulp; checked at 50 digits on 2001 points): the degree-13 Taylor polynomial
  * used before (truncation < 4e-18) spent two more multiply-adds per element for
- * accuracy lost in the final rounding anyway, and the activation loops are bound by
- * multiply-add throughput (python benchmarks/activation_rows.py, softplus with its
- * derivative, one run before and one after: 1.66 -> 1.59 ns per element on AVX-512,
- * 1.95 -> 1.88 on AVX2+FMA, 5.69 -> 5.27 baseline; the accuracy claim is checked in
- * tests/test_activations.py).  Grouped by Estrin's scheme: a dependency chain of depth
- * 5 instead of Horner's 11, so that the evaluations of neighbouring vector elements
- * overlap in the pipeline (in these loops Horner is slower on every instruction set).
- * Used by the sigmoid/softplus/tanh paths; sf_exp keeps its degree-13 Horner form. */
+ * accuracy lost in the final rounding anyway.  The activation loops are bound by
+ * multiply-add throughput, so Q is evaluated with the fewest multiply-adds that still
+ * leave two independent chains: Q(r) = E(w) + r O(w) with w = r^2, E and O each by
+ * Horner's rule (11 multiplies or multiply-adds for r + r^2 Q; Estrin's scheme took 12
+ * and plain Horner, one chain of 11, stalls on latency).  With the same form in
+ * sf_log1p_unit and the exponent change of sf_exp_nonpos, softplus with its derivative
+ * went from 1.67 to 1.42 ns per element (python benchmarks/activation_rows.py, the
+ * kernels' clones on AVX-512, one run before and one after; AVX2+FMA build 1.87 -> 1.68;
+ * the baseline build, without multiply-add, 5.28 -> 5.52).  The accuracy claim is
+ * checked in tests/test_activations.py. */
+static const double sf_expm1_q[10] = {
+    0.5000000000000001, 0.16666666666666669, 0.041666666666624164, 0.008333333333330065,
+    0.0013888888917196719, 0.00019841269863040545, 2.4801521322368692e-05,
+    2.7557268480310024e-06, 2.7620075879983367e-07, 2.5100375832561234e-08 };
+
 static inline double sf_expm1_poly(double r)
 {
-    const double r2 = r * r, r4 = r2 * r2;
-    const double p23 = 0.5000000000000001 + r * 0.16666666666666669;
-    const double p45 = 0.041666666666624164 + r * 0.008333333333330065;
-    const double p67 = 0.0013888888917196719 + r * 0.00019841269863040545;
-    const double p89 = 2.4801521322368692e-05 + r * 2.7557268480310024e-06;
-    const double pab = 2.7620075879983367e-07 + r * 2.5100375832561234e-08;
-    const double A = p23 + r2 * p45, B = p67 + r2 * p89;
-    return r + r2 * (A + r4 * (B + r4 * pab));
+    const double *q = sf_expm1_q, w = r * r;
+    const double E = q[0] + w * (q[2] + w * (q[4] + w * (q[6] + w * q[8])));
+    const double O = q[1] + w * (q[3] + w * (q[5] + w * (q[7] + w * q[9])));
+    return r + w * (E + r * O);
 }
 
 static inline double sf_exp_poly(double r) { return 1.0 + sf_expm1_poly(r); }
@@ -195,39 +198,48 @@ static inline double sf_log1p(double t)
 }
 
 /* exp(x) for x <= 0 (or NaN): sf_exp without the overflow branch, for the
- * exp(-|x|) shared by sigmoid and softplus.  Same reduction and polynomial; 2^n is
- * applied as 2^(n+64) (a normal number for x >= -746, so that product is exact) times
- * 2^-64, which rounds once, also to a subnormal result. */
+ * exp(-|x|) shared by sigmoid and softplus.  Same reduction, polynomial sf_expm1_poly.
+ * 2^n is applied as 2^(n+64) (a normal number for x >= -746) times 2^-64, which rounds
+ * once, also to a subnormal result.  The first factor is an integer addition to the
+ * exponent field, exact since e^r * 2^(n+64) is normal: t = x log2(e) + 1.5 * 2^52 holds
+ * n in its low mantissa bits, so bits(t) << 52 is n << 52 modulo 2^64.  That takes a
+ * multiplication off the multiply-add pipes (the same bits as before). */
 static inline double sf_exp_nonpos(double x)
 {
     const double SHIFT = 6755399441055744.0;          /* 1.5 * 2^52 */
     const double xc = x < -746.0 ? -746.0 : x;
-    const double n = (xc * 1.4426950408889634 + SHIFT) - SHIFT;
+    const double t = xc * 1.4426950408889634 + SHIFT;
+    const double n = t - SHIFT;
     const double r = (xc - n * 6.93147180369123816490e-01) - n * 1.90821492927058770002e-10;
     const double e = sf_exp_poly(r);
-    return e * sf_pow2i(n + 64.0) * 0x1p-64;
+    /* the integer addition does not keep a NaN: xc - xc (0, or NaN) puts it back, with
+     * one addition (a select cost twice as much); -inf was clamped to -746 */
+    return sf_from_bits(sf_bits(e) + ((sf_bits(t) + 64) << 52)) * 0x1p-64 + (xc - xc);
 }
 
 /* log(1 + e) for 0 <= e <= 1 (or NaN), given b = 2 + e.  With s = e/(2 + e) in [0, 1/3],
- * log(1 + e) = 2 atanh(s) = e - (e^2/2 - s (e^2/2 + R(s^2))) (the rearrangement of
- * fdlibm's e_log.c, Sun Microsystems 1993), where e enters exactly and s only in the
- * correction.  R(z) = 2z/3 + 2z^2/5 + 2z^3/7 + ... is z times a degree-9 polynomial,
- * the minimax fit of relative error 1.24e-16 on [0, 1/9] (Remez, mpmath at 50 digits;
- * R's error moves the result by < 0.05 ulp).  No exponent split, no rounding
- * correction: e is exact.  Measured error <= 2 ulp (tests/test_activations.py). */
+ * log(1 + e) = 2 atanh(s) = 2s + s R(s^2), where R(z) = 2z/3 + 2z^2/5 + 2z^3/7 + ... is z
+ * times a degree-9 polynomial T, the minimax fit of relative error 1.24e-16 on [0, 1/9]
+ * (Remez, mpmath at 50 digits; 1.93e-16 with the coefficients rounded to doubles).  The
+ * result moves by s R times that, < 0.05 ulp of log(1 + e) (both checked in
+ * tests/test_activations.py).  Since 2s = e - e s, the sum is e - s (e - R): e enters
+ * exactly and s only in the correction s (e - R), at most 0.31 of the result (at e = 1).  This is fdlibm's arrangement (e_log.c, Sun
+ * Microsystems 1993: e - (e^2/2 - s (e^2/2 + R))) with e^2/2 - s e^2/2 = e s folded in,
+ * two multiplies fewer.  T = E(z^2) + z O(z^2), each by Horner's rule (see
+ * sf_expm1_poly).  No exponent split, no rounding correction: e is exact.  Measured
+ * error <= 2 ulp (tests/test_activations.py). */
+static const double sf_log1p_t[10] = {
+    6.666666666666666e-01, 4.000000000001482e-01, 2.8571428567052576e-01,
+    2.2222222722643065e-01, 1.8181789193817186e-01, 1.538557638567017e-01,
+    1.3314047405378374e-01, 1.2001936563872799e-01, 8.796583657241128e-02,
+    1.617237086083202e-01 };
+
 static inline double sf_log1p_unit(double e, double b)
 {
-    const double s = e / b;
-    const double z = s * s;
-    const double z2 = z * z, z4 = z2 * z2, z8 = z4 * z4;    /* Estrin's scheme */
-    const double c01 = 6.666666666666666e-01 + z * 4.000000000001482e-01;
-    const double c23 = 2.8571428567052576e-01 + z * 2.2222222722643065e-01;
-    const double c45 = 1.8181789193817186e-01 + z * 1.538557638567017e-01;
-    const double c67 = 1.3314047405378374e-01 + z * 1.2001936563872799e-01;
-    const double c89 = 8.796583657241128e-02 + z * 1.617237086083202e-01;
-    const double R = z * ((c01 + z2 * c23) + z4 * (c45 + z2 * c67) + z8 * c89);
-    const double hfsq = 0.5 * e * e;
-    return e - (hfsq - s * (hfsq + R));
+    const double *c = sf_log1p_t, s = e / b, z = s * s, w = z * z;
+    const double E = c[0] + w * (c[2] + w * (c[4] + w * (c[6] + w * c[8])));
+    const double O = c[1] + w * (c[3] + w * (c[5] + w * (c[7] + w * c[9])));
+    return e - s * (e - z * (E + z * O));
 }
 
 /* ---- numerically safe primitives ------------------------------------------------ */
