@@ -99,10 +99,10 @@ static inline double sf_pow2i(double n)
  * Horner's rule (11 multiplies or multiply-adds for r + r^2 Q; Estrin's scheme took 12
  * and plain Horner, one chain of 11, stalls on latency).  With the same form in
  * sf_log1p_unit and the exponent change of sf_exp_nonpos, softplus with its derivative
- * went from 1.67 to 1.42 ns per element (python benchmarks/activation_rows.py, the
- * kernels' clones on AVX-512, one run before and one after; AVX2+FMA build 1.87 -> 1.68;
- * the baseline build, without multiply-add, 5.28 -> 5.52).  The accuracy claim is
- * checked in tests/test_activations.py. */
+ * went from 1.59-1.65 to 1.42-1.54 ns per element (python benchmarks/activation_rows.py,
+ * the kernels' clones on AVX-512, three runs before and three after; AVX2+FMA build
+ * 1.87 -> 1.68; the baseline build, without multiply-add, 5.28 -> 5.52, slower).  The
+ * accuracy claim is checked in tests/test_activations.py. */
 static const double sf_expm1_q[10] = {
     0.5000000000000001, 0.16666666666666669, 0.041666666666624164, 0.008333333333330065,
     0.0013888888917196719, 0.00019841269863040545, 2.4801521322368692e-05,
@@ -634,6 +634,73 @@ static inline void sf_block_dots(const double *restrict u, const double *restric
     else if (bias) sf_block_dots4(u, v, 0, nb, g, bias, gb);
 }
 
+/* The gradient kernel's form of sf_block_dots4: the sums are kept per vector lane across
+ * blocks, in acc (4 doubles per row, and accb for the bias), and added across lanes once
+ * per range (sf_lanes_done), not once per block: at k = 100 the horizontal sums of every
+ * block were ~5% of the gradient.  Samples past the last multiple of 4 of a partial
+ * block go to lane 0, in order. */
+static inline void sf_block_ldots4(const double *restrict u, const double *restrict v, int R, int nb,
+                                   double *restrict acc, int bias, double *restrict accb)
+{
+    const double *restrict v0 = v, *restrict v1 = v + (R > 1 ? SF_GB : 0);
+    const double *restrict v2 = v + (R > 2 ? 2 * SF_GB : 0), *restrict v3 = v + (R > 3 ? 3 * SF_GB : 0);
+    int b = 0;
+#if SF_VEC
+    sf_v4 a0, a1, a2, a3, ab;
+    if (R > 0) SF_LD4(a0, acc);
+    if (R > 1) SF_LD4(a1, acc + 4);
+    if (R > 2) SF_LD4(a2, acc + 8);
+    if (R > 3) SF_LD4(a3, acc + 12);
+    if (bias) SF_LD4(ab, accb);
+    for (; b + 4 <= nb; b += 4) {
+        sf_v4 ub, x0, x1, x2, x3;
+        SF_LD4(ub, u + b);
+        if (R > 0) { SF_LD4(x0, v0 + b); a0 += ub * x0; }
+        if (R > 1) { SF_LD4(x1, v1 + b); a1 += ub * x1; }
+        if (R > 2) { SF_LD4(x2, v2 + b); a2 += ub * x2; }
+        if (R > 3) { SF_LD4(x3, v3 + b); a3 += ub * x3; }
+        if (bias) ab += ub;
+    }
+    if (R > 0) memcpy(acc, &a0, sizeof a0);
+    if (R > 1) memcpy(acc + 4, &a1, sizeof a1);
+    if (R > 2) memcpy(acc + 8, &a2, sizeof a2);
+    if (R > 3) memcpy(acc + 12, &a3, sizeof a3);
+    if (bias) memcpy(accb, &ab, sizeof ab);
+#endif
+    for (; b < nb; ++b) {
+        if (R > 0) acc[0] += u[b] * v0[b];
+        if (R > 1) acc[4] += u[b] * v1[b];
+        if (R > 2) acc[8] += u[b] * v2[b];
+        if (R > 3) acc[12] += u[b] * v3[b];
+        if (bias) accb[0] += u[b];
+    }
+}
+
+/* sf_block_dots for lane sums: rows four at a time, the bias sum with the last group. */
+static inline void sf_block_ldots(const double *restrict u, const double *restrict v, int m, int nb,
+                                  double *restrict acc, int bias, double *restrict accb)
+{
+    int j = 0;
+    for (; j + 4 < m || (j + 4 == m && !bias); j += 4)
+        sf_block_ldots4(u, v + j * SF_GB, 4, nb, acc + 4 * j, 0, accb);
+    const int R = m - j;
+    if (R == 4) sf_block_ldots4(u, v + j * SF_GB, 4, nb, acc + 4 * j, bias, accb);
+    else if (R == 3) sf_block_ldots4(u, v + j * SF_GB, 3, nb, acc + 4 * j, bias, accb);
+    else if (R == 2) sf_block_ldots4(u, v + j * SF_GB, 2, nb, acc + 4 * j, bias, accb);
+    else if (R == 1) sf_block_ldots4(u, v + j * SF_GB, 1, nb, acc + 4 * j, bias, accb);
+    else if (bias) sf_block_ldots4(u, v, 0, nb, acc, bias, accb);
+}
+
+/* grad[k] += scale * (the lane sum of acc[4k .. 4k + 3]) for k < n, in the order of
+ * sf_hsum4. */
+static inline void sf_lanes_done(const double *restrict acc, long n, double scale, double *restrict grad)
+{
+    for (long k = 0; k < n; ++k) {
+        const double *a = acc + 4 * k;
+        grad[k] += scale * ((a[0] + a[1]) + (a[2] + a[3]));
+    }
+}
+
 #if SF_VEC
 /* The register tile of sf_block_matmul's full-block path: output rows i (and i + 1 if
  * two; a literal at each call, so that a single last row computes no second one) x 16
@@ -887,7 +954,7 @@ static inline double sf_block_sum(const double *restrict wt, const double *restr
  * these sizes per call made glibc map (or grow the heap) and fault in fresh pages every
  * call, and unmap them again; measured at k = 100, N = 1000 with two threads, the
  * Hessian took 8.7 ms that way against 2.7 ms with the memory kept. */
-enum { SF_WS_BLOCK, SF_WS_GP, SF_WS_GM, SF_WS_WORK, SF_WS_PART, SF_WS_GT, SF_NWS };
+enum { SF_WS_BLOCK, SF_WS_GP, SF_WS_GM, SF_WS_WORK, SF_WS_PART, SF_WS_GT, SF_WS_LANES, SF_NWS };
 #define SF_SCRATCH_KEEP (1L << 21)
 typedef struct {
     double *buf[SF_NWS];
@@ -1003,11 +1070,19 @@ SF_CLONES int sf_loss(const double *p, const double *X, const double *Y, const d
     return 0;
 }
 
+/* The gradient's sums over samples: a range of one block adds them to grad directly
+ * (sf_block_dots); longer ranges keep them per vector lane in `lanes` (sf_block_ldots4:
+ * 4 doubles per parameter) and add the lanes into grad once, at the end.  At k = 100
+ * the horizontal sums of every block were ~5% of the gradient at N = 10^3; for a
+ * single block the lanes' zeroing and final pass cost more than they save. */
 SF_CLONES int sf_loss_grad(const double *p, const double *X, const double *Y, const double *w,
                            long N, long n0, long n1, double *loss, double *grad)
 {
+    const int direct = n1 - n0 <= SF_GB;
     double *buf = sf_scratch(SF_WS_BLOCK, SF_GB * SF_BLOCK_ROWS);
-    if (!buf) return 1;
+    double *lanes = direct ? NULL : sf_scratch(SF_WS_LANES, 4 * SF_P);
+    if (!buf || (!direct && !lanes)) return 1;
+    if (!direct) memset(lanes, 0, sizeof(double) * 4 * SF_P);
     double *xt = buf, *yt = xt + SF_DIN * SF_GB, *wt = yt + SF_YDIM * SF_GB;
     double *ell = wt + SF_GB, *z = ell + SF_GB, *a = z + SF_NTOT * SF_GB;
     double *s = a + SF_NTOT * SF_GB, *d = s + SF_NTOT * SF_GB;
@@ -1023,22 +1098,45 @@ SF_CLONES int sf_loss_grad(const double *p, const double *X, const double *Y, co
         if ((n - n0) / SF_GB % (SF_BLOCK / SF_GB) == SF_BLOCK / SF_GB - 1) { total += block; block = 0.0; }
         for (int o = 0; o < SF_DOUT; ++o)
             for (int b = 0; b < nb; ++b) dL[o * SF_GB + b] *= wt[b] * invN;
-        /* back through layer 3: its gradient, then d of layer 2 */
-        for (int i = 0; i < 3; ++i)
-            sf_block_dots(d + (7 + i) * SF_GB, a + 4 * SF_GB, 3, nb,
-                          grad + 28 + i * 3, 1, grad + 37 + i);
-        sf_block_matmul(p + 28, 1, 3, 3, 3, NULL, d + 7 * SF_GB, nb,
-                        s + 4 * SF_GB, d + 4 * SF_GB);
-        /* back through layer 2: its gradient, then d of layer 1 */
-        for (int i = 0; i < 3; ++i)
-            sf_block_dots(d + (4 + i) * SF_GB, a + 0 * SF_GB, 4, nb,
-                          grad + 16 + i * 4, 0, grad + 0 + i);
-        sf_block_matmul(p + 16, 1, 4, 4, 3, NULL, d + 4 * SF_GB, nb,
-                        s + 0 * SF_GB, d + 0 * SF_GB);
-        /* back through layer 1: its gradient */
-        for (int i = 0; i < 4; ++i)
-            sf_block_dots(d + (0 + i) * SF_GB, xt, 3, nb,
-                          grad + 0 + i * 3, 1, grad + 12 + i);
+        if (direct) {
+            /* back through layer 3: its gradient, then d of layer 2 */
+            for (int i = 0; i < 3; ++i)
+                sf_block_dots(d + (7 + i) * SF_GB, a + 4 * SF_GB, 3, nb,
+                              grad + 28 + i * 3, 1, grad + 37 + i);
+            sf_block_matmul(p + 28, 1, 3, 3, 3, NULL, d + 7 * SF_GB, nb,
+                            s + 4 * SF_GB, d + 4 * SF_GB);
+            /* back through layer 2: its gradient, then d of layer 1 */
+            for (int i = 0; i < 3; ++i)
+                sf_block_dots(d + (4 + i) * SF_GB, a + 0 * SF_GB, 4, nb,
+                              grad + 16 + i * 4, 0, grad + 0 + i);
+            sf_block_matmul(p + 16, 1, 4, 4, 3, NULL, d + 4 * SF_GB, nb,
+                            s + 0 * SF_GB, d + 0 * SF_GB);
+            /* back through layer 1: its gradient */
+            for (int i = 0; i < 4; ++i)
+                sf_block_dots(d + (0 + i) * SF_GB, xt, 3, nb,
+                              grad + 0 + i * 3, 1, grad + 12 + i);
+        } else {
+            /* back through layer 3: its gradient, then d of layer 2 */
+            for (int i = 0; i < 3; ++i)
+                sf_block_ldots(d + (7 + i) * SF_GB, a + 4 * SF_GB, 3, nb,
+                               lanes + 4 * (28 + i * 3), 1, lanes + 4 * (37 + i));
+            sf_block_matmul(p + 28, 1, 3, 3, 3, NULL, d + 7 * SF_GB, nb,
+                            s + 4 * SF_GB, d + 4 * SF_GB);
+            /* back through layer 2: its gradient, then d of layer 1 */
+            for (int i = 0; i < 3; ++i)
+                sf_block_ldots(d + (4 + i) * SF_GB, a + 0 * SF_GB, 4, nb,
+                               lanes + 4 * (16 + i * 4), 0, lanes + 4 * (0 + i));
+            sf_block_matmul(p + 16, 1, 4, 4, 3, NULL, d + 4 * SF_GB, nb,
+                            s + 0 * SF_GB, d + 0 * SF_GB);
+            /* back through layer 1: its gradient */
+            for (int i = 0; i < 4; ++i)
+                sf_block_ldots(d + (0 + i) * SF_GB, xt, 3, nb,
+                               lanes + 4 * (0 + i * 3), 1, lanes + 4 * (12 + i));
+        }
+    }
+    if (!direct) {
+        sf_lanes_done(lanes, SF_P, 1.0, grad);
+        sf_scratch_done(SF_WS_LANES);
     }
     sf_scratch_done(SF_WS_BLOCK);
     *loss += (total + block) * invN;

@@ -23,10 +23,10 @@ static inline double sf_pow2i(double n)
  * Horner's rule (11 multiplies or multiply-adds for r + r^2 Q; Estrin's scheme took 12
  * and plain Horner, one chain of 11, stalls on latency).  With the same form in
  * sf_log1p_unit and the exponent change of sf_exp_nonpos, softplus with its derivative
- * went from 1.67 to 1.42 ns per element (python benchmarks/activation_rows.py, the
- * kernels' clones on AVX-512, one run before and one after; AVX2+FMA build 1.87 -> 1.68;
- * the baseline build, without multiply-add, 5.28 -> 5.52).  The accuracy claim is
- * checked in tests/test_activations.py. */
+ * went from 1.59-1.65 to 1.42-1.54 ns per element (python benchmarks/activation_rows.py,
+ * the kernels' clones on AVX-512, three runs before and three after; AVX2+FMA build
+ * 1.87 -> 1.68; the baseline build, without multiply-add, 5.28 -> 5.52, slower).  The
+ * accuracy claim is checked in tests/test_activations.py. */
 static const double sf_expm1_q[10] = {
     0.5000000000000001, 0.16666666666666669, 0.041666666666624164, 0.008333333333330065,
     0.0013888888917196719, 0.00019841269863040545, 2.4801521322368692e-05,
