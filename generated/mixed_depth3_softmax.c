@@ -1074,11 +1074,18 @@ SF_CLONES int sf_loss(const double *p, const double *X, const double *Y, const d
  * (sf_block_dots); longer ranges keep them per vector lane in `lanes` (sf_block_ldots4:
  * 4 doubles per parameter) and add the lanes into grad once, at the end.  At k = 100
  * the horizontal sums of every block were ~5% of the gradient at N = 10^3; for a
- * single block the lanes' zeroing and final pass cost more than they save. */
+ * single block the lanes' zeroing and final pass cost more than they save.  Above
+ * SF_LANES_SMALL_P parameters the lanes (256 KB there) no longer stay in cache, and
+ * they pay only from SF_LANES_MIN_BLOCKS blocks on (din = 100, k = 1000, P = 102001,
+ * one core of a Zen 4: 2 blocks 0.93x, 3 blocks 0.97x, 10 blocks 1.02x, 100 blocks
+ * 1.04x; at P = 401 already 1.02x at 2 blocks). */
+#define SF_LANES_SMALL_P 8192
+#define SF_LANES_MIN_BLOCKS 8
 SF_CLONES int sf_loss_grad(const double *p, const double *X, const double *Y, const double *w,
                            long N, long n0, long n1, double *loss, double *grad)
 {
-    const int direct = n1 - n0 <= SF_GB;
+    const long blocks = (n1 - n0 + SF_GB - 1) / SF_GB;
+    const int direct = blocks < (SF_P > SF_LANES_SMALL_P ? SF_LANES_MIN_BLOCKS : 2);
     double *buf = sf_scratch(SF_WS_BLOCK, SF_GB * SF_BLOCK_ROWS);
     double *lanes = direct ? NULL : sf_scratch(SF_WS_LANES, 4 * SF_P);
     if (!buf || (!direct && !lanes)) return 1;

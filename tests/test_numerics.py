@@ -570,6 +570,26 @@ def test_pytorch_autograd_gradient_and_hessian(name):
     np.testing.assert_allclose(H, H_t.numpy(), rtol=0, atol=1e-12 * np.abs(H).max())
 
 
+@pytest.mark.parametrize("N", [100, 300])
+def test_gradient_of_many_parameters_on_both_sides_of_the_lane_rule(N):
+    """Above 8192 parameters the gradient kernel keeps its sums per vector lane only from
+    8 blocks of 32 samples on (SF_LANES_SMALL_P, SF_LANES_MIN_BLOCKS in kernels.c.j2):
+    N = 100 (4 blocks) sums straight into the gradient, N = 300 (10 blocks, the last of
+    12 samples) through the lanes.  P = 10401; reference: the NumPy backward pass."""
+    arch = symflow.MLP(50, [(200, "softplus", True), (1, "identity", True)])
+    assert arch.nparams == 10401
+    rng = np.random.default_rng(8)
+    p = 0.1 * rng.normal(size=arch.nparams)
+    X, Y = rng.normal(size=(N, 50)), rng.normal(size=(N, 1))
+    w = rng.uniform(0.1, 3.0, size=N)
+    loss, grad, absgrad = _numpy_loss_grad(arch, p, X, Y, w)
+    net = symflow.Net(arch, X, Y, weights=w, threads=1)   # one range of N samples
+    # twice: the second call finds the first call's sums in the kernel's kept workspace
+    for got_l, got_g in (net.loss_and_gradient(p), net.loss_and_gradient(p)):
+        assert abs(got_l - loss) <= 1e-13 * loss
+        # as in test_every_sample_count: a few ulp of each parameter's sum of |terms|
+        assert np.max(np.abs(got_g - grad) / absgrad) <= 1e-12
+
 @pytest.mark.parametrize("N", [40, 29, 57])
 def test_wide_layers_use_the_blocked_dot_product_correctly(N):
     """Layers with >= 16 inputs sum in four partial sums; 37 and 19 inputs also exercise the
