@@ -203,7 +203,7 @@ static inline double sf_log1p(double t)
  * once, also to a subnormal result.  The first factor is an integer addition to the
  * exponent field, exact since e^r * 2^(n+64) is normal: t = x log2(e) + 1.5 * 2^52 holds
  * n in its low mantissa bits, so bits(t) << 52 is n << 52 modulo 2^64.  That takes a
- * multiplication off the multiply-add pipes (the same bits as before). */
+ * multiplication off the multiply-add pipes (and gives the product's exact value). */
 static inline double sf_exp_nonpos(double x)
 {
     const double SHIFT = 6755399441055744.0;          /* 1.5 * 2^52 */
@@ -223,11 +223,13 @@ static inline double sf_exp_nonpos(double x)
  * (Remez, mpmath at 50 digits; 1.93e-16 with the coefficients rounded to doubles).  The
  * result moves by s R times that, < 0.05 ulp of log(1 + e) (both checked in
  * tests/test_activations.py).  Since 2s = e - e s, the sum is e - s (e - R): e enters
- * exactly and s only in the correction s (e - R), at most 0.31 of the result (at e = 1).  This is fdlibm's arrangement (e_log.c, Sun
- * Microsystems 1993: e - (e^2/2 - s (e^2/2 + R))) with e^2/2 - s e^2/2 = e s folded in,
- * two multiplies fewer.  T = E(z^2) + z O(z^2), each by Horner's rule (see
- * sf_expm1_poly).  No exponent split, no rounding correction: e is exact.  Measured
- * error <= 2 ulp (tests/test_activations.py). */
+ * exactly and s only in the correction s (e - R), at most 0.31 of the result (at
+ * e = 1).  This is fdlibm's arrangement (e_log.c, Sun Microsystems 1993:
+ * e - (e^2/2 - s (e^2/2 + R))) with e^2/2 - s e^2/2 = e s folded in, two multiplies
+ * fewer.  T = E(z^2) + z O(z^2), each by Horner's rule (see sf_expm1_poly).  No
+ * exponent split, no rounding correction: e is exact.  Softplus built on it is checked
+ * to <= 3 ulp in tests/test_activations.py (the largest error seen on 4 million random
+ * points: 1.76 ulp with multiply-add, 2.03 ulp without). */
 static const double sf_log1p_t[10] = {
     6.666666666666666e-01, 4.000000000001482e-01, 2.8571428567052576e-01,
     2.2222222722643065e-01, 1.8181789193817186e-01, 1.538557638567017e-01,
@@ -484,9 +486,15 @@ static inline void sf_transpose4(const double *s, long ls, double *d, long ld, l
 #endif
 
 /* g[j] += sum_b u[b] v_j[b] for R <= 4 rows v_j = v + j * SF_GB, and (if bias) *gb +=
- * sum_b u[b], in one pass over the block with one vector of partial sums per row. */
-static inline void sf_block_dots4(const double *restrict u, const double *restrict v, int R, int nb,
-                                  double *restrict g, int bias, double *restrict gb)
+ * sum_b u[b], in one pass over the block with one vector of partial sums per row.
+ * With `lanes` (a literal at each call), g holds the partial sums themselves, 4 per row
+ * (and gb 4 for the bias): sample b goes to lane b mod 4 up to the last multiple of 4,
+ * the rest to lane 0, in order.  The gradient kernel keeps these lanes across the
+ * blocks of a range and adds them across once, at the end (sf_lanes_done); at k = 100
+ * a sum across lanes for every block was ~5% of the gradient. */
+static inline __attribute__((always_inline)) void
+sf_block_dots4(const double *restrict u, const double *restrict v, int R, int nb,
+               double *restrict g, int bias, double *restrict gb, const int lanes)
 {
     const double *restrict v0 = v, *restrict v1 = v + (R > 1 ? SF_GB : 0);
     const double *restrict v2 = v + (R > 2 ? 2 * SF_GB : 0), *restrict v3 = v + (R > 3 ? 3 * SF_GB : 0);
@@ -494,6 +502,13 @@ static inline void sf_block_dots4(const double *restrict u, const double *restri
     int b = 0;
 #if SF_VEC
     sf_v4 a0 = {0.0, 0.0, 0.0, 0.0}, a1 = a0, a2 = a0, a3 = a0, ab = a0;
+    if (lanes) {
+        if (R > 0) SF_LD4(a0, g);
+        if (R > 1) SF_LD4(a1, g + 4);
+        if (R > 2) SF_LD4(a2, g + 8);
+        if (R > 3) SF_LD4(a3, g + 12);
+        if (bias) SF_LD4(ab, gb);
+    }
     for (; b + 4 <= nb; b += 4) {
         sf_v4 ub, x0, x1, x2, x3;
         SF_LD4(ub, u + b);
@@ -503,7 +518,15 @@ static inline void sf_block_dots4(const double *restrict u, const double *restri
         if (R > 3) { SF_LD4(x3, v3 + b); a3 += ub * x3; }
         if (bias) ab += ub;
     }
-    r0 = sf_hsum4(&a0), r1 = sf_hsum4(&a1), r2 = sf_hsum4(&a2), r3 = sf_hsum4(&a3), rb = sf_hsum4(&ab);
+    if (lanes) {
+        if (R > 0) memcpy(g, &a0, sizeof a0);
+        if (R > 1) memcpy(g + 4, &a1, sizeof a1);
+        if (R > 2) memcpy(g + 8, &a2, sizeof a2);
+        if (R > 3) memcpy(g + 12, &a3, sizeof a3);
+        if (bias) memcpy(gb, &ab, sizeof ab);
+    } else {
+        r0 = sf_hsum4(&a0), r1 = sf_hsum4(&a1), r2 = sf_hsum4(&a2), r3 = sf_hsum4(&a3), rb = sf_hsum4(&ab);
+    }
 #endif
     for (; b < nb; ++b) {
         if (R > 0) r0 += u[b] * v0[b];
@@ -512,88 +535,49 @@ static inline void sf_block_dots4(const double *restrict u, const double *restri
         if (R > 3) r3 += u[b] * v3[b];
         if (bias) rb += u[b];
     }
+    const int st = lanes ? 4 : 1;
     if (R > 0) g[0] += r0;
-    if (R > 1) g[1] += r1;
-    if (R > 2) g[2] += r2;
-    if (R > 3) g[3] += r3;
+    if (R > 1) g[st] += r1;
+    if (R > 2) g[2 * st] += r2;
+    if (R > 3) g[3 * st] += r3;
     if (bias) *gb += rb;
 }
 
+/* sf_block_dots4 for the m rows v_j = v + j * SF_GB: rows four at a time, the bias sum
+ * with the last group. */
+static inline __attribute__((always_inline)) void
+sf_block_dots_rows(const double *restrict u, const double *restrict v, int m, int nb,
+                   double *restrict g, int bias, double *restrict gb, const int lanes)
+{
+    const int st = lanes ? 4 : 1;
+    int j = 0;
+    for (; j + 4 < m || (j + 4 == m && !bias); j += 4)
+        sf_block_dots4(u, v + j * SF_GB, 4, nb, g + st * j, 0, gb, lanes);
+    const int R = m - j;
+    if (R == 4) sf_block_dots4(u, v + j * SF_GB, 4, nb, g + st * j, bias, gb, lanes);
+    else if (R == 3) sf_block_dots4(u, v + j * SF_GB, 3, nb, g + st * j, bias, gb, lanes);
+    else if (R == 2) sf_block_dots4(u, v + j * SF_GB, 2, nb, g + st * j, bias, gb, lanes);
+    else if (R == 1) sf_block_dots4(u, v + j * SF_GB, 1, nb, g + st * j, bias, gb, lanes);
+    else if (bias) sf_block_dots4(u, v, 0, nb, g, bias, gb, lanes);
+}
+
 /* g[j] += sum_b u[b] v_j[b] for the m rows v_j = v + j * SF_GB, and (if bias) *gb +=
- * sum_b u[b]: rows four at a time, the bias sum with the last group. */
+ * sum_b u[b]. */
 static inline void sf_block_dots(const double *restrict u, const double *restrict v, int m, int nb,
                                  double *restrict g, int bias, double *restrict gb)
 {
-    int j = 0;
-    for (; j + 4 < m || (j + 4 == m && !bias); j += 4)
-        sf_block_dots4(u, v + j * SF_GB, 4, nb, g + j, 0, gb);
-    const int R = m - j;
-    if (R == 4) sf_block_dots4(u, v + j * SF_GB, 4, nb, g + j, bias, gb);
-    else if (R == 3) sf_block_dots4(u, v + j * SF_GB, 3, nb, g + j, bias, gb);
-    else if (R == 2) sf_block_dots4(u, v + j * SF_GB, 2, nb, g + j, bias, gb);
-    else if (R == 1) sf_block_dots4(u, v + j * SF_GB, 1, nb, g + j, bias, gb);
-    else if (bias) sf_block_dots4(u, v, 0, nb, g, bias, gb);
+    sf_block_dots_rows(u, v, m, nb, g, bias, gb, 0);
 }
 
-/* The gradient kernel's form of sf_block_dots4: the sums are kept per vector lane across
- * blocks, in acc (4 doubles per row, and accb for the bias), and added across lanes once
- * per range (sf_lanes_done), not once per block: at k = 100 the horizontal sums of every
- * block were ~5% of the gradient.  Samples past the last multiple of 4 of a partial
- * block go to lane 0, in order. */
-static inline void sf_block_ldots4(const double *restrict u, const double *restrict v, int R, int nb,
-                                   double *restrict acc, int bias, double *restrict accb)
-{
-    const double *restrict v0 = v, *restrict v1 = v + (R > 1 ? SF_GB : 0);
-    const double *restrict v2 = v + (R > 2 ? 2 * SF_GB : 0), *restrict v3 = v + (R > 3 ? 3 * SF_GB : 0);
-    int b = 0;
-#if SF_VEC
-    sf_v4 a0, a1, a2, a3, ab;
-    if (R > 0) SF_LD4(a0, acc);
-    if (R > 1) SF_LD4(a1, acc + 4);
-    if (R > 2) SF_LD4(a2, acc + 8);
-    if (R > 3) SF_LD4(a3, acc + 12);
-    if (bias) SF_LD4(ab, accb);
-    for (; b + 4 <= nb; b += 4) {
-        sf_v4 ub, x0, x1, x2, x3;
-        SF_LD4(ub, u + b);
-        if (R > 0) { SF_LD4(x0, v0 + b); a0 += ub * x0; }
-        if (R > 1) { SF_LD4(x1, v1 + b); a1 += ub * x1; }
-        if (R > 2) { SF_LD4(x2, v2 + b); a2 += ub * x2; }
-        if (R > 3) { SF_LD4(x3, v3 + b); a3 += ub * x3; }
-        if (bias) ab += ub;
-    }
-    if (R > 0) memcpy(acc, &a0, sizeof a0);
-    if (R > 1) memcpy(acc + 4, &a1, sizeof a1);
-    if (R > 2) memcpy(acc + 8, &a2, sizeof a2);
-    if (R > 3) memcpy(acc + 12, &a3, sizeof a3);
-    if (bias) memcpy(accb, &ab, sizeof ab);
-#endif
-    for (; b < nb; ++b) {
-        if (R > 0) acc[0] += u[b] * v0[b];
-        if (R > 1) acc[4] += u[b] * v1[b];
-        if (R > 2) acc[8] += u[b] * v2[b];
-        if (R > 3) acc[12] += u[b] * v3[b];
-        if (bias) accb[0] += u[b];
-    }
-}
-
-/* sf_block_dots for lane sums: rows four at a time, the bias sum with the last group. */
+/* The same sums kept per lane (see sf_block_dots4): acc holds 4 doubles per row. */
 static inline void sf_block_ldots(const double *restrict u, const double *restrict v, int m, int nb,
                                   double *restrict acc, int bias, double *restrict accb)
 {
-    int j = 0;
-    for (; j + 4 < m || (j + 4 == m && !bias); j += 4)
-        sf_block_ldots4(u, v + j * SF_GB, 4, nb, acc + 4 * j, 0, accb);
-    const int R = m - j;
-    if (R == 4) sf_block_ldots4(u, v + j * SF_GB, 4, nb, acc + 4 * j, bias, accb);
-    else if (R == 3) sf_block_ldots4(u, v + j * SF_GB, 3, nb, acc + 4 * j, bias, accb);
-    else if (R == 2) sf_block_ldots4(u, v + j * SF_GB, 2, nb, acc + 4 * j, bias, accb);
-    else if (R == 1) sf_block_ldots4(u, v + j * SF_GB, 1, nb, acc + 4 * j, bias, accb);
-    else if (bias) sf_block_ldots4(u, v, 0, nb, acc, bias, accb);
+    sf_block_dots_rows(u, v, m, nb, acc, bias, accb, 1);
 }
 
-/* grad[k] += scale * (the lane sum of acc[4k .. 4k + 3]) for k < n, in the order of
- * sf_hsum4. */
+/* grad[k] += scale * (the sum of the lanes acc[4k .. 4k + 3], in the order of sf_hsum4)
+ * for k < n. */
 static inline void sf_lanes_done(const double *restrict acc, long n, double scale, double *restrict grad)
 {
     for (long k = 0; k < n; ++k) {
@@ -904,7 +888,7 @@ SF_CLONES int sf_loss(const double *p, const double *X, const double *Y, const d
 }
 
 /* The gradient's sums over samples: a range of one block adds them to grad directly
- * (sf_block_dots); longer ranges keep them per vector lane in `lanes` (sf_block_ldots4:
+ * (sf_block_dots); longer ranges keep them per vector lane in `lanes` (sf_block_ldots:
  * 4 doubles per parameter) and add the lanes into grad once, at the end.  At k = 100
  * the horizontal sums of every block were ~5% of the gradient at N = 10^3; for a
  * single block the lanes' zeroing and final pass cost more than they save.  Above

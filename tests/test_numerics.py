@@ -414,7 +414,7 @@ def test_every_sample_count(weighted, outputs):
     """One output takes the gradient kernel's fused path for one hidden layer (layer 1's
     deltas folded into its gradient sums, emit._FUSED_INPUT_MAX); two take the general
     one.  Up to 32 samples (one block) the sums go straight into the gradient; above,
-    they are kept per vector lane (sf_block_ldots4), with the samples past a multiple of
+    they are kept per vector lane (sf_block_ldots), with the samples past a multiple of
     4 in lane 0, and added up at the end."""
     arch = symflow.MLP(3, [SAMPLE_LAYERS[0], (outputs, "identity", True)])
     rng = np.random.default_rng(42)
