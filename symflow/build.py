@@ -54,7 +54,10 @@ INSTALL_HINT = (
     "conda `conda install c-compiler`; or point the CC environment variable at a compiler"
 )
 
-_DEFAULT_FLAGS = ("-O3", "-fPIC", "-fno-math-errno", "-fno-trapping-math")
+# _CFFI_NO_LIMITED_API: the full CPython C API for the kernels' Python entry point
+# (templates/python_entry.h), which needs the buffer protocol; the module is built for
+# one interpreter anyway (its ABI is part of the cache key).
+_DEFAULT_FLAGS = ("-O3", "-fPIC", "-fno-math-errno", "-fno-trapping-math", "-D_CFFI_NO_LIMITED_API")
 _lock = threading.Lock()
 _loaded: dict[str, object] = {}  # module name -> loaded extension, per process
 

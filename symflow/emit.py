@@ -23,7 +23,7 @@ from .spec import MLP
 __all__ = ["API_VERSION", "emit_source", "cdef", "template_text", "templates_digest", "print_c"]
 
 #: Version of the C interface declared in ``templates/cdef.h.j2``.
-API_VERSION = 6
+API_VERSION = 7
 
 #: One hidden layer into one output neuron with at most this many inputs: the gradient
 #: kernel folds the hidden layer's deltas into its gradient sums (kernels.c.j2), with a
@@ -31,7 +31,8 @@ API_VERSION = 6
 _FUSED_INPUT_MAX = 16
 
 _TEMPLATES = ("kernels.c.j2", "cdef.h.j2", "generated_module.py.j2", "math_helpers.h",
-              "gaussian.c.j2", "gaussian_cdef.h.j2", "gaussian_math.h", "thread_pool.h")
+              "gaussian.c.j2", "gaussian_cdef.h.j2", "gaussian_math.h", "thread_pool.h",
+              "python_entry.h")
 
 
 def _template_dir() -> Path:

@@ -13,6 +13,8 @@ pointers.  A Net pickles as its spec and data, never as the compiled handle.
 from __future__ import annotations
 
 import os
+import sys
+import threading
 from functools import lru_cache
 
 import numpy as np
@@ -136,6 +138,28 @@ def _blas_local_threads_address() -> int:
         if setter is not None:
             return ctypes.cast(setter, ctypes.c_void_p).value or 0
     return 0  # pragma: no cover - other BLAS: its threads stay as configured
+
+
+_ENTRY_LOCK = threading.Lock()
+
+
+def _python_entry(module):
+    """The kernels' CPython entry point of an extension module (a module object with
+    ``context`` and ``run``, templates/python_entry.h), or None when the module was
+    built without it; installed once per module.  cffi can hand no Python object to C,
+    so ``sf_py_install`` puts the functions into a new module of the given name in
+    ``sys.modules``, which is taken out again here."""
+    with _ENTRY_LOCK:
+        entry = getattr(module, "_sf_python_entry", False)
+        if entry is False:
+            entry = None
+            lib = module.lib
+            if hasattr(lib, "sf_py_install"):
+                name = f"{module.__name__}._sf_python_entry"
+                if lib.sf_py_install(name.encode()) == 0:
+                    entry = sys.modules.pop(name, None)
+            module._sf_python_entry = entry
+        return entry
 
 
 def _is_int(value) -> bool:
@@ -334,8 +358,14 @@ class Net:
         self._pw = ffi.NULL if self.weights is None else self._buf(self.weights)
         # what _run needs on every call, in one attribute (one lookup instead of seven)
         P = self.spec.nparams
+        entry = _python_entry(module)
+        run = context = None
+        if entry is not None:
+            run = entry.run
+            context = entry.context(self.X, self.Y, self.weights, np.ndarray, np.empty,
+                                    _dsyrk_address(), _blas_local_threads_address())
         self._fixed = (ffi, self._lib.sf_run, self._pX, self._pY, self._pw, self.X.shape[0], P,
-                       (P,), (P, P))
+                       (P,), (P, P), run, context)
 
     def __getstate__(self):
         merge = None if self.merge is None else self.merge[:4]
@@ -437,15 +467,63 @@ class Net:
         _MAX_THREADED_HESSIAN_P parameters, whose per-thread triangles would be large).
 
         Lean, because it runs on every call and at N = 10 the Python around the kernel
-        is a good part of a call: the Net's fixed pointers and sizes come from one tuple
-        made by _attach.  A float64 vector of the right length is passed to the kernel
+        is a good part of a call.  The kernels' CPython entry point (``run``, see
+        templates/python_entry.h) takes a C-contiguous float64 ``p`` of the right length
         as it is (``sf_run`` checks that it is finite, and then check_params names the
-        bad entry): the native float64 dtype is compared by identity (an equal dtype
-        that is another object, e.g. from a pickle, takes the checked path) and
-        C-contiguity is left to ``from_buffer``, which refuses other layouts.  Anything
-        else goes through ``check_params``.  The outputs come from ``numpy.empty``:
-        ``sf_run`` zeroes them."""
-        ffi, run, pX, pY, pw, N, P, pshape, hshape = self._fixed
+        bad entry) and returns new arrays; it returns None for any other ``p``, which
+        then goes through check_params.  Without that entry point (a module built
+        without the full C API), the same call goes through cffi."""
+        fixed = self._fixed
+        N, P = fixed[5], fixed[6]
+        split = kind < 2 or P <= _MAX_THREADED_HESSIAN_P
+        ranges = 1
+        if split and N >= 2 * _MIN_SAMPLES_PER_THREAD:  # else one range at any thread count
+            threads = self.threads or default_threads()
+            if threads > 1:
+                ranges = _parts(N, threads, *((P * P, "hessian") if kind >= 2 else (P, "gradient")))
+        # symflow threads over samples, so its BLAS calls run single-threaded (blas 1; also
+        # when the data is too small to split: BLAS threads would not pay there either,
+        # and they spin on the cores after each call); unsplit large-P Hessians use the
+        # BLAS's threads instead (blas 2)
+        blas = 0
+        if kind >= 2 and _BLAS_HESSIAN and P >= _BLAS_HESSIAN_MIN_P and _dsyrk_address():
+            blas = 1 if split or (self.threads or default_threads()) == 1 else 2
+        entry = fixed[9]
+        if entry is not None:
+            out = entry(fixed[10], kind, p, ranges, blas, _CHUNK_BYTES)
+            if out is None:  # not a C-contiguous native float64 vector of P entries
+                p = self.spec.check_params(p)  # raises, or a contiguous float64 copy
+                out = entry(fixed[10], kind, p, ranges, blas, _CHUNK_BYTES)
+            if type(out) is not tuple:
+                self._failed(out, p, what)
+            value, grad, hess = out
+        else:
+            value, grad, hess = self._run_cffi(kind, what, p, ranges, blas)
+        if self.maxnorm is not None or self.merge is not None:
+            rl, rg, rh = self._reg(p, kind if kind < 3 else 2)
+            if kind < 3:
+                value += rl
+            if grad is not None:
+                grad += rg
+            if hess is not None:
+                hess += rh
+        return value, grad, hess
+
+    def _failed(self, status, p, what: str):
+        """Raise for a kernel call that returned ``status`` instead of its results."""
+        if status == 2:  # a parameter is not finite: check_params names it
+            self.spec.check_params(p)
+            raise RuntimeError("sf_run found a non-finite parameter that check_params accepted")
+        if status == 1:
+            raise self._no_workspace(what)
+        raise RuntimeError(f"the {what} kernel returned {status!r}")
+
+    def _run_cffi(self, kind: int, what: str, p, ranges: int, blas: int):
+        """``_run``'s kernel call through cffi: a float64 vector of the right length is
+        passed as it is (the native dtype compared by identity, C-contiguity left to
+        ``from_buffer``), anything else goes through ``check_params``; the outputs come
+        from ``numpy.empty`` (``sf_run`` zeroes them)."""
+        ffi, run, pX, pY, pw, N, P, pshape, hshape = self._fixed[:9]
         pp = None
         if type(p) is np.ndarray and p.dtype is _F64 and p.shape == pshape:
             try:
@@ -454,12 +532,6 @@ class Net:
                 pass
         if pp is None:
             p, pp = self._p(p)
-        split = kind < 2 or P <= _MAX_THREADED_HESSIAN_P
-        ranges = 1
-        if split and N >= 2 * _MIN_SAMPLES_PER_THREAD:  # else one range at any thread count
-            threads = self.threads or default_threads()
-            if threads > 1:
-                ranges = _parts(N, threads, *((P * P, "hessian") if kind >= 2 else (P, "gradient")))
         grad = hess = None
         gp = hp = syrk = local = NULL = ffi.NULL
         if kind < 3:
@@ -472,31 +544,15 @@ class Net:
         if kind >= 2:
             hess = np.empty(hshape)
             hp = ffi.from_buffer("double[]", hess)
-            if _BLAS_HESSIAN and P >= _BLAS_HESSIAN_MIN_P:
-                # symflow threads over samples, so its BLAS calls run single-threaded
-                # (also when the data is too small to split: BLAS threads would not pay
-                # there either, and they spin on the cores after each call); unsplit
-                # large-P Hessians use the BLAS's threads instead
+            if blas:
                 syrk, local = _blas_pointers(ffi)
-                if not split and (self.threads or default_threads()) > 1:
+                if blas == 2:
                     local = NULL
         status = run(kind if kind < 3 else 2, pp, pX, pY, pw, N, 0, N, ranges, lp, gp, hp, syrk,
                      _CHUNK_BYTES, local)
-        if status == 2:  # a parameter is not finite: check_params names it
-            self.spec.check_params(p)
-            raise RuntimeError("sf_run found a non-finite parameter that check_params accepted")
         if status:
-            raise self._no_workspace(what)
-        value = loss[0] if kind < 3 else None
-        if self.maxnorm is not None or self.merge is not None:
-            rl, rg, rh = self._reg(p, kind if kind < 3 else 2)
-            if kind < 3:
-                value += rl
-            if grad is not None:
-                grad += rg
-            if hess is not None:
-                hess += rh
-        return value, grad, hess
+            self._failed(status, p, what)
+        return (loss[0] if kind < 3 else None), grad, hess
 
     def loss(self, p) -> float:
         """Loss at ``p``."""
