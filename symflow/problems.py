@@ -475,10 +475,9 @@ class Net:
         without the full C API), the same call goes through cffi."""
         fixed = self._fixed
         N, P = fixed[5], fixed[6]
-        split = kind < 2 or P <= _MAX_THREADED_HESSIAN_P
         ranges = 1
-        if split and N >= 2 * _MIN_SAMPLES_PER_THREAD:  # else one range at any thread count
-            threads = self.threads or default_threads()
+        if N >= 2 * _MIN_SAMPLES_PER_THREAD and (kind < 2 or P <= _MAX_THREADED_HESSIAN_P):
+            threads = self.threads or default_threads()  # else one range at any thread count
             if threads > 1:
                 ranges = _parts(N, threads, *((P * P, "hessian") if kind >= 2 else (P, "gradient")))
         # symflow threads over samples, so its BLAS calls run single-threaded (blas 1; also
@@ -486,27 +485,30 @@ class Net:
         # and they spin on the cores after each call); unsplit large-P Hessians use the
         # BLAS's threads instead (blas 2)
         blas = 0
-        if kind >= 2 and _BLAS_HESSIAN and P >= _BLAS_HESSIAN_MIN_P and _dsyrk_address():
+        if kind >= 2 and P >= _BLAS_HESSIAN_MIN_P and _BLAS_HESSIAN and _dsyrk_address():
+            split = P <= _MAX_THREADED_HESSIAN_P
             blas = 1 if split or (self.threads or default_threads()) == 1 else 2
-        entry = fixed[9]
-        if entry is not None:
-            out = entry(fixed[10], kind, p, ranges, blas, _CHUNK_BYTES)
-            if out is None:  # not a C-contiguous native float64 vector of P entries
-                p = self.spec.check_params(p)  # raises, or a contiguous float64 copy
-                out = entry(fixed[10], kind, p, ranges, blas, _CHUNK_BYTES)
+        run = fixed[9]
+        if run is not None:
+            out = run(fixed[10], kind, p, ranges, blas, _CHUNK_BYTES)
             if type(out) is not tuple:
-                self._failed(out, p, what)
-            value, grad, hess = out
+                if out is None:  # not a C-contiguous native float64 vector of P entries
+                    p = self.spec.check_params(p)  # raises, or a contiguous float64 copy
+                    out = run(fixed[10], kind, p, ranges, blas, _CHUNK_BYTES)
+                if type(out) is not tuple:
+                    self._failed(out, p, what)
         else:
-            value, grad, hess = self._run_cffi(kind, what, p, ranges, blas)
-        if self.maxnorm is not None or self.merge is not None:
-            rl, rg, rh = self._reg(p, kind if kind < 3 else 2)
-            if kind < 3:
-                value += rl
-            if grad is not None:
-                grad += rg
-            if hess is not None:
-                hess += rh
+            out = self._run_cffi(kind, what, p, ranges, blas)
+        if self.maxnorm is None and self.merge is None:
+            return out
+        value, grad, hess = out
+        rl, rg, rh = self._reg(p, kind if kind < 3 else 2)
+        if kind < 3:
+            value += rl
+        if grad is not None:
+            grad += rg
+        if hess is not None:
+            hess += rh
         return value, grad, hess
 
     def _failed(self, status, p, what: str):
@@ -582,6 +584,15 @@ class Net:
     def hessian(self, p) -> np.ndarray:
         """Exact Hessian of the loss at ``p`` (P x P, symmetric).  The same kernel as
         ``loss_gradient_hessian``, without a gradient and a loss to return."""
+        fixed = self._fixed
+        # the common small case in short: one range of samples (too few to split) and
+        # symflow's own Gauss-Newton loops (too few parameters for dsyrk), no regulariser;
+        # everything else, and any p the entry point does not take, through _run
+        if (fixed[5] < 2 * _MIN_SAMPLES_PER_THREAD and fixed[6] < _BLAS_HESSIAN_MIN_P
+                and fixed[9] is not None and self.maxnorm is None and self.merge is None):
+            out = fixed[9](fixed[10], 3, p, 1, 0, _CHUNK_BYTES)
+            if type(out) is tuple:
+                return out[2]
         return self._run(3, "Hessian", p)[2]
 
     def hessian_spectrum(self, p) -> tuple[np.ndarray, np.ndarray]:
