@@ -571,6 +571,18 @@ typedef double sf_v4 __attribute__((vector_size(32)));
 /* vectors are passed by pointer: by value they would change the ABI between clones */
 #define SF_LD4(v, p) memcpy(&(v), (p), sizeof(sf_v4))
 static inline double sf_hsum4(const sf_v4 *v) { return ((*v)[0] + (*v)[1]) + ((*v)[2] + (*v)[3]); }
+/* Lanes 0 .. n - 1 of four (n <= 4) as all-ones masks, and v with the other lanes set to
+ * +0 by bits (so that whatever they held, NaN or inf from the pad samples, adds nothing). */
+typedef double sf_v8 __attribute__((vector_size(64)));
+typedef long long sf_i4 __attribute__((vector_size(32)));
+static inline __attribute__((always_inline)) sf_i4 sf_lanes_below(long long n)
+{
+    return (sf_i4){0, 1, 2, 3} < n;
+}
+static inline __attribute__((always_inline)) sf_v4 sf_masked(sf_v4 v, sf_i4 mask)
+{
+    return (sf_v4)((sf_i4)v & mask);
+}
 /* d[c * ld + r] = s[r * ls + c] for r, c < 4, in vector registers: a 4 x 4 block
  * transposed; only the first n (at most 4) rows of the result are written. */
 static inline void sf_transpose4(const double *s, long ls, double *d, long ld, long n)
@@ -588,8 +600,13 @@ static inline void sf_transpose4(const double *s, long ls, double *d, long ld, l
 /* g[j] += sum_b u[b] v_j[b] for R <= 4 rows v_j = v + j * SF_GB, and (if bias) *gb +=
  * sum_b u[b], in one pass over the block with one vector of partial sums per row.
  * With `lanes` (a literal at each call), g holds the partial sums themselves, 4 per row
- * (and gb 4 for the bias): sample b goes to lane b mod 4 up to the last multiple of 4,
- * the rest to lane 0, in order.  The gradient kernel keeps these lanes across the
+ * (and gb 4 for the bias): sample b goes to lane b mod 4.  With vectors, the last 1 to 3
+ * samples of a partial block are one more vector whose lanes past nb are masked to 0:
+ * those lanes are read (a block row has SF_GB entries) but never used, so the rows need
+ * no valid pad samples, and the writers of a row may store it in whole vectors (a
+ * scalar-stored tail read back by a vector load stalls store-to-load forwarding; the
+ * Hessian's R sums at N = 10 lost 10% to that).  Without vectors the rest is summed
+ * into lane 0.  The gradient kernel keeps these lanes across the
  * blocks of a range and adds them across once, at the end (sf_lanes_done); at k = 100
  * a sum across lanes for every block was ~5% of the gradient. */
 static inline __attribute__((always_inline)) void
@@ -618,6 +635,17 @@ sf_block_dots4(const double *restrict u, const double *restrict v, int R, int nb
         if (R > 3) { SF_LD4(x3, v3 + b); a3 += ub * x3; }
         if (bias) ab += ub;
     }
+    if (b < nb) {   /* the last 1 to 3 samples: one vector, the products past nb masked to 0 */
+        const sf_i4 mask = sf_lanes_below(nb - b);
+        sf_v4 ub, x0, x1, x2, x3;
+        SF_LD4(ub, u + b);
+        if (R > 0) { SF_LD4(x0, v0 + b); a0 += sf_masked(ub * x0, mask); }
+        if (R > 1) { SF_LD4(x1, v1 + b); a1 += sf_masked(ub * x1, mask); }
+        if (R > 2) { SF_LD4(x2, v2 + b); a2 += sf_masked(ub * x2, mask); }
+        if (R > 3) { SF_LD4(x3, v3 + b); a3 += sf_masked(ub * x3, mask); }
+        if (bias) ab += sf_masked(ub, mask);
+        b = nb;
+    }
     if (lanes) {
         if (R > 0) memcpy(g, &a0, sizeof a0);
         if (R > 1) memcpy(g + 4, &a1, sizeof a1);
@@ -641,6 +669,32 @@ sf_block_dots4(const double *restrict u, const double *restrict v, int R, int nb
     if (R > 2) g[2 * st] += r2;
     if (R > 3) g[3 * st] += r3;
     if (bias) *gb += rb;
+}
+
+/* u[b] = a[b] (times c[b] if c, times d[b] if d; 1 if a is NULL), the factors in that
+ * order, for the nb samples of a block: with vectors in whole vectors of four, up to nb
+ * rounded up (the pad lanes hold whatever the rows hold there), so that sf_block_dots4's
+ * vector loads of u find whole stored vectors (see there). */
+static inline __attribute__((always_inline)) void
+sf_row_product(double *restrict u, const double *restrict a, const double *restrict c,
+               const double *restrict d, int nb)
+{
+#if SF_VEC
+    for (int b = 0; b < nb; b += 4) {
+        sf_v4 x = {1.0, 1.0, 1.0, 1.0}, y;
+        if (a) SF_LD4(x, a + b);
+        if (c) { SF_LD4(y, c + b); x *= y; }
+        if (d) { SF_LD4(y, d + b); x *= y; }
+        memcpy(u + b, &x, sizeof x);
+    }
+#else
+    for (int b = 0; b < nb; ++b) {
+        double x = a ? a[b] : 1.0;
+        if (c) x *= c[b];
+        if (d) x *= d[b];
+        u[b] = x;
+    }
+#endif
 }
 
 /* sf_block_dots4 for the m rows v_j = v + j * SF_GB: rows four at a time, the bias sum
@@ -1255,7 +1309,7 @@ static void sf_gn_dot(const double *restrict G, long ld, long cols, double sign,
  * time on horizontal sums when the columns are few.  G is copied sample-major into GT
  * (scratch of SF_GN_OUTER_COLS rows of SF_PP entries, zero past P), and each 4 x 8 tile
  * of H is the sum over columns of the outer product of 4 and 8 entries of one row of
- * GT, in eight vector registers, added to H once.  The tiles on the diagonal also write
+ * GT, in four eight-wide vectors, added to H once.  The tiles on the diagonal also write
  * up to 7 entries above it, which sf_mirror overwrites.  Measured when this path was
  * added (whole Hessians of one hidden softplus layer, one core, AVX-512 clone, against
  * the previous commit): against dsyrk at P = 201 to 601, 1.10-1.14x faster at N = 10
@@ -1282,26 +1336,24 @@ static void sf_gn_outer(const double *restrict G, long ld, long cols, double sig
     }
     for (long i0 = 0; i0 < SF_P; i0 += 4)
         for (long j0 = 0; j0 <= i0; j0 += 8) {   /* i0 a multiple of 4, j0 of 8: j0 <= i0 */
-            sf_v4 a00 = {0.0, 0.0, 0.0, 0.0}, a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00,
-                  a30 = a00, a31 = a00;
+            /* eight-wide rows: one AVX-512 register each (two AVX ones); at P = 41, N = 10
+             * 4% faster than pairs of four-wide ones on AVX-512, the same bits */
+            sf_v8 a0 = {0.0}, a1 = a0, a2 = a0, a3 = a0;
             const double *restrict gi = GT + i0, *restrict gj = GT + j0;
             for (long b = 0; b < cols; ++b, gi += SF_PP, gj += SF_PP) {
-                sf_v4 x0, x1;
-                SF_LD4(x0, gj); SF_LD4(x1, gj + 4);
-                const double y0 = gi[0], y1 = gi[1], y2 = gi[2], y3 = gi[3];
-                a00 += y0 * x0; a01 += y0 * x1; a10 += y1 * x0; a11 += y1 * x1;
-                a20 += y2 * x0; a21 += y2 * x1; a30 += y3 * x0; a31 += y3 * x1;
+                sf_v8 x;
+                memcpy(&x, gj, sizeof x);
+                a0 += gi[0] * x; a1 += gi[1] * x; a2 += gi[2] * x; a3 += gi[3] * x;
             }
-            const sf_v4 acc[4][2] = { {a00, a01}, {a10, a11}, {a20, a21}, {a30, a31} };
+            const sf_v8 acc[4] = {a0, a1, a2, a3};
             for (long r = 0; r < 4 && i0 + r < SF_P; ++r) {
                 double *restrict h = H + (i0 + r) * SF_P + j0;
                 if (j0 + 8 <= SF_P) {
-                    sf_v4 t;
-                    SF_LD4(t, h); t += sign * acc[r][0]; memcpy(h, &t, sizeof t);
-                    SF_LD4(t, h + 4); t += sign * acc[r][1]; memcpy(h + 4, &t, sizeof t);
+                    sf_v8 t;
+                    memcpy(&t, h, sizeof t); t += sign * acc[r]; memcpy(h, &t, sizeof t);
                 } else {   /* the last columns of H */
                     double v[8];
-                    memcpy(v, &acc[r][0], sizeof(sf_v4)); memcpy(v + 4, &acc[r][1], sizeof(sf_v4));
+                    memcpy(v, &acc[r], sizeof v);
                     for (long c = 0; c < SF_P - j0; ++c) h[c] += sign * v[c];
                 }
             }
@@ -1466,14 +1518,14 @@ SF_CLONES int sf_hessian(const double *p, const double *X, const double *Y, cons
         sf_block_matmul(p + 28, 1, 3, 3, 3, NULL, D + 7 * SF_GB, nb,
                         NULL, AB + 4 * SF_GB);
         for (long r = 4 * SF_GB; r < 7 * SF_GB; r += SF_GB)
-            for (int b = 0; b < nb; ++b) D[r + b] = AB[r + b] * S[r + b];
+            sf_row_product(D + r, AB + r, S + r, NULL, nb);
         for (int i = 0; i < 3; ++i)
             sf_block_dots(D + (4 + i) * SF_GB, A + 0 * SF_GB, 4, nb,
                           grad + 16 + i * 4, 0, grad + 0 + i);
         sf_block_matmul(p + 16, 1, 4, 4, 3, NULL, D + 4 * SF_GB, nb,
                         NULL, AB + 0 * SF_GB);
         for (long r = 0 * SF_GB; r < 4 * SF_GB; r += SF_GB)
-            for (int b = 0; b < nb; ++b) D[r + b] = AB[r + b] * S[r + b];
+            sf_row_product(D + r, AB + r, S + r, NULL, nb);
         for (int i = 0; i < 4; ++i)
             sf_block_dots(D + (0 + i) * SF_GB, xt, 3, nb,
                           grad + 0 + i * 3, 1, grad + 12 + i);
@@ -1501,7 +1553,7 @@ SF_CLONES int sf_hessian(const double *p, const double *X, const double *Y, cons
                 const double *restrict abi = AB + (4 + i) * SF_GB;
                 for (int j = 0; j < 4; ++j) {
                     const double *restrict aj = inl + j * SF_GB;
-                    for (int b = 0; b < nb; ++b) u[b] = qi[b] * abi[b] * aj[b];
+                    sf_row_product(u, qi, abi, aj, nb);
                     double *restrict Hrow = H + (16 + (long)i * 4 + j) * SF_P;
                     sf_block_dots(u, inl, j + 1, nb, Hrow + 16 + i * 4, 0, Hrow);
                 }
@@ -1515,7 +1567,7 @@ SF_CLONES int sf_hessian(const double *p, const double *X, const double *Y, cons
                 const double *restrict di = D + (7 + i) * SF_GB;
                 for (int j = 0; j < 3; ++j) {
                     const double *restrict sj = S + (4 + j) * SF_GB;
-                    for (int b = 0; b < nb; ++b) u[b] = di[b] * sj[b];
+                    sf_row_product(u, di, sj, NULL, nb);
                     double *restrict Hrow = H + (28 + (long)i * 3 + j) * SF_P;
                     sf_block_dots(u, inl, 4, nb, Hrow + 16 + j * 4, 0, Hrow + 0 + j);
                 }
@@ -1691,28 +1743,43 @@ fail:
 }
 
 /* Copy the lower triangle of the P x P matrix H into its upper triangle, in tiles of
- * 32 x 32 so that the transposed reads stay in cache; inside a tile, blocks of 4 x 4
- * are transposed in vector registers (the diagonal blocks and the edge element by
- * element). */
+ * 32 x 32 so that the transposed reads stay in cache.  The rows below P4 (P rounded down
+ * to a multiple of 4) go four at a time: the six entries of their diagonal block, the
+ * 4 x 4 blocks right of it transposed in vector registers, the last P - P4 columns
+ * element by element; then the last P - P4 rows.  The loops' bounds follow from the
+ * row group alone, without a test per block (at P = 41 the form with tests took 0.22 us,
+ * a third more, mostly on branches). */
 SF_CLONES void sf_mirror(double *H)
 {
     const long B = 32, P4 = SF_P & ~3L;
-    for (long r0 = 0; r0 < SF_P; r0 += B)
+    for (long r0 = 0; r0 < P4; r0 += B)
         for (long c0 = r0; c0 < SF_P; c0 += B) {
-            const long r1 = r0 + B < SF_P ? r0 + B : SF_P, c1 = c0 + B < SF_P ? c0 + B : SF_P;
-            for (long r = r0; r < r1; r += 4)
-                for (long c = (c0 > r ? c0 : r); c < c1; c += 4) {
-#if SF_VEC
-                    if (c > r && c + 4 <= P4 && r + 4 <= P4) {
-                        sf_transpose4(H + c * SF_P + r, SF_P, H + r * SF_P + c, SF_P, 4);
-                        continue;
-                    }
-#endif
-                    for (long i = r; i < r + 4 && i < SF_P; ++i)
-                        for (long k = (c > i + 1 ? c : i + 1); k < c + 4 && k < SF_P; ++k)
-                            H[i * SF_P + k] = H[k * SF_P + i];
+            const long r1 = r0 + B < P4 ? r0 + B : P4, c1 = c0 + B < P4 ? c0 + B : P4;
+            for (long r = r0; r < r1; r += 4) {
+                double *restrict d = H + r * SF_P + r;
+                if (c0 == r0) {   /* the diagonal block */
+                    d[1] = d[SF_P];
+                    d[2] = d[2 * SF_P];
+                    d[3] = d[3 * SF_P];
+                    d[SF_P + 2] = d[2 * SF_P + 1];
+                    d[SF_P + 3] = d[3 * SF_P + 1];
+                    d[2 * SF_P + 3] = d[3 * SF_P + 2];
                 }
+                for (long c = c0 > r + 4 ? c0 : r + 4; c < c1; c += 4) {
+#if SF_VEC
+                    sf_transpose4(H + c * SF_P + r, SF_P, H + r * SF_P + c, SF_P, 4);
+#else
+                    for (long i = r; i < r + 4; ++i)
+                        for (long k = c; k < c + 4; ++k) H[i * SF_P + k] = H[k * SF_P + i];
+#endif
+                }
+                if (c0 + B >= SF_P)   /* the tile at the right edge: the last P - P4 columns */
+                    for (long k = P4; k < SF_P; ++k)
+                        for (long i = r; i < r + 4; ++i) H[i * SF_P + k] = H[k * SF_P + i];
+            }
         }
+    for (long i = P4; i < SF_P; ++i)
+        for (long k = i + 1; k < SF_P; ++k) H[i * SF_P + k] = H[k * SF_P + i];
 }
 
 /* Evaluate the activation of (layer, neuron) and its derivatives at n points
