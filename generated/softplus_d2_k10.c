@@ -1875,36 +1875,39 @@ int sf_run(int kind, const double *p, const double *X, const double *Y, const do
  * ffi.from_buffer for p and for each output (~0.2 us each), numpy.empty, and the
  * conversion of fifteen arguments (~0.4 us), ~1.9 us around a 2 us Hessian at P = 41
  * (one core, Zen 4).  `run` below takes p and returns new output arrays with the
- * CPython C API instead: ~0.5 us around the kernel.  The cffi module compiles this
- * part only with the full C API (symflow builds with _CFFI_NO_LIMITED_API; the
- * buffer protocol is not in the limited API of Python 3.10); without it, symflow keeps
- * calling sf_run through cffi.
+ * CPython and NumPy C APIs instead: ~0.2 us around the kernel.  (A first version made
+ * the outputs with numpy.empty and read p and them through the buffer protocol; NumPy's
+ * PyArray_SimpleNew and PyArray_DATA took another 0.3 us off a call, mostly numpy.empty's
+ * argument parsing and the buffer exports.)  This part is compiled only with the full C
+ * API (symflow builds with _CFFI_NO_LIMITED_API and NumPy's include directory; the
+ * module's cache key holds NumPy's version); without it, or when NumPy's C API does not
+ * load, symflow keeps calling sf_run through cffi.
  *
  * sf_py_install(name) puts the functions into a new module `name` in sys.modules, from
  * which Python takes them (cffi can pass no Python object to C):
  *
- *   context(X, Y, w, ndarray, empty, syrk, local) -> capsule
+ *   context(X, Y, w, syrk, local) -> capsule
  *       X (N x din), Y (N x ydim) and w (N, or None): C-contiguous float64 data, held
- *       (their buffers) until the capsule is freed; ndarray and empty: numpy.ndarray and
- *       numpy.empty; syrk and local: the addresses of BLAS dsyrk and of the per-thread
- *       BLAS threads setter (0 where unavailable).
+ *       (their buffers) until the capsule is freed; syrk and local: the addresses of
+ *       BLAS dsyrk and of the per-thread BLAS threads setter (0 where unavailable).
  *   run(context, kind, p, ntasks, blas, gbytes) -> (loss, grad, H), None or a status
  *       sf_run on all N samples in ntasks ranges: kind 0 the loss (grad and H None), 1
  *       also the gradient, 2 also the Hessian, 3 the Hessian alone (loss and grad
  *       None); blas 0 without dsyrk, 1 with dsyrk and single-threaded BLAS calls, 2 with
  *       dsyrk and the BLAS's own threads; gbytes as in sf_run.  None when p is not a
- *       numpy.ndarray of exactly P native float64 entries, C-contiguous (nothing is
+ *       numpy.ndarray (exactly) of P native float64 values, C-contiguous (nothing is
  *       computed: the caller converts or rejects p); sf_run's status (an int) when it
  *       failed.  The GIL is released around sf_run from SF_PY_GIL_WORK samples times
  *       parameters on: below, the kernel takes a few microseconds and the release
  *       itself ~0.07 us. */
 #if defined(Py_PYTHON_H) && !defined(Py_LIMITED_API)
+#define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
+#include <numpy/arrayobject.h>
 #define SF_PY_GIL_WORK 4096L
 #define SF_PY_CAPSULE "symflow.sf_py_context"
 
 typedef struct {
     Py_buffer X, Y, w;              /* held views of the data (w.obj NULL: no weights) */
-    PyObject *ndarray, *empty, *gshape, *hshape;
     long N;
     sf_syrk_fn syrk;
     sf_threads_fn local;
@@ -1917,10 +1920,6 @@ static void sf_py_context_free(PyObject *capsule)
     if (c->X.obj) PyBuffer_Release(&c->X);
     if (c->Y.obj) PyBuffer_Release(&c->Y);
     if (c->w.obj) PyBuffer_Release(&c->w);
-    Py_XDECREF(c->ndarray);
-    Py_XDECREF(c->empty);
-    Py_XDECREF(c->gshape);
-    Py_XDECREF(c->hshape);
     PyMem_Free(c);
 }
 
@@ -1942,8 +1941,8 @@ static int sf_py_doubles(PyObject *obj, Py_ssize_t n, const char *what, Py_buffe
 static PyObject *sf_py_context_new(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 7) {
-        PyErr_SetString(PyExc_TypeError, "context(X, Y, w, ndarray, empty, syrk, local)");
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "context(X, Y, w, syrk, local)");
         return NULL;
     }
     sf_py_context *c = (sf_py_context *)PyMem_Calloc(1, sizeof *c);
@@ -1961,13 +1960,8 @@ static PyObject *sf_py_context_new(PyObject *self, PyObject *const *args, Py_ssi
         || sf_py_doubles(args[1], (Py_ssize_t)c->N * SF_YDIM, "Y", &c->Y) < 0
         || (args[2] != Py_None && sf_py_doubles(args[2], c->N, "w", &c->w) < 0))
         goto fail;
-    c->ndarray = Py_NewRef(args[3]);
-    c->empty = Py_NewRef(args[4]);
-    c->gshape = Py_BuildValue("(l)", (long)SF_P);
-    c->hshape = Py_BuildValue("(ll)", (long)SF_P, (long)SF_P);
-    if (!c->gshape || !c->hshape) goto fail;
-    const unsigned long long syrk = PyLong_AsUnsignedLongLong(args[5]);
-    const unsigned long long local = PyLong_AsUnsignedLongLong(args[6]);
+    const unsigned long long syrk = PyLong_AsUnsignedLongLong(args[3]);
+    const unsigned long long local = PyLong_AsUnsignedLongLong(args[4]);
     if (PyErr_Occurred()) goto fail;
     c->syrk = (sf_syrk_fn)(uintptr_t)syrk;
     c->local = (sf_threads_fn)(uintptr_t)local;
@@ -1994,80 +1988,64 @@ static PyObject *sf_py_run(PyObject *self, PyObject *const *args, Py_ssize_t nar
         return NULL;
     }
     PyObject *p = args[2];
-    if (Py_TYPE(p) != (PyTypeObject *)c->ndarray) Py_RETURN_NONE;
-    Py_buffer pv;
-    if (PyObject_GetBuffer(p, &pv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
-        PyErr_Clear();   /* e.g. not C-contiguous */
+    if (Py_TYPE(p) != &PyArray_Type) Py_RETURN_NONE;
+    PyArrayObject *pa = (PyArrayObject *)p;
+    if (PyArray_TYPE(pa) != NPY_DOUBLE || !PyArray_ISNOTSWAPPED(pa) || PyArray_NDIM(pa) != 1
+        || PyArray_DIM(pa, 0) != SF_P || !PyArray_IS_C_CONTIGUOUS(pa))
         Py_RETURN_NONE;
-    }
-    if (pv.ndim != 1 || pv.itemsize != sizeof(double) || !pv.format || strcmp(pv.format, "d") != 0
-        || pv.len != SF_P * (Py_ssize_t)sizeof(double)) {
-        PyBuffer_Release(&pv);
-        Py_RETURN_NONE;
-    }
+    npy_intp dims[2] = {SF_P, SF_P};
     PyObject *grad = NULL, *hess = NULL;
-    Py_buffer gv = {0}, hv = {0};
-    if (kind == 1 || kind == 2) {
-        grad = PyObject_CallOneArg(c->empty, c->gshape);
-        if (!grad || PyObject_GetBuffer(grad, &gv, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0) goto fail;
-    }
-    if (kind >= 2) {
-        hess = PyObject_CallOneArg(c->empty, c->hshape);
-        if (!hess || PyObject_GetBuffer(hess, &hv, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0) goto fail;
+    if ((kind == 1 || kind == 2) && !(grad = PyArray_SimpleNew(1, dims, NPY_DOUBLE))) return NULL;
+    if (kind >= 2 && !(hess = PyArray_SimpleNew(2, dims, NPY_DOUBLE))) {
+        Py_XDECREF(grad);
+        return NULL;
     }
     double loss = 0.0;
     const long N = c->N;
     const int release = (double)N * SF_P >= (double)SF_PY_GIL_WORK;
     PyThreadState *ts = release ? PyEval_SaveThread() : NULL;
-    const int status = sf_run(kind < 3 ? (int)kind : 2, (const double *)pv.buf,
+    const int status = sf_run(kind < 3 ? (int)kind : 2, (const double *)PyArray_DATA(pa),
                               (const double *)c->X.buf, (const double *)c->Y.buf,
                               c->w.obj ? (const double *)c->w.buf : NULL, N, 0, N, (int)ntasks,
-                              kind < 3 ? &loss : NULL, grad ? (double *)gv.buf : NULL,
-                              hess ? (double *)hv.buf : NULL, blas ? c->syrk : NULL, gbytes,
+                              kind < 3 ? &loss : NULL,
+                              grad ? (double *)PyArray_DATA((PyArrayObject *)grad) : NULL,
+                              hess ? (double *)PyArray_DATA((PyArrayObject *)hess) : NULL,
+                              blas ? c->syrk : NULL, gbytes,
                               blas == 1 ? c->local : NULL);
     if (release) PyEval_RestoreThread(ts);
-    PyBuffer_Release(&pv);
-    if (gv.obj) PyBuffer_Release(&gv);
-    if (hv.obj) PyBuffer_Release(&hv);
     if (status) {
         Py_XDECREF(grad);
         Py_XDECREF(hess);
         return PyLong_FromLong(status);
     }
     PyObject *value = kind < 3 ? PyFloat_FromDouble(loss) : Py_NewRef(Py_None);
-    if (!value) goto fail_out;
-    PyObject *out = PyTuple_New(3);
+    PyObject *out = value ? PyTuple_New(3) : NULL;
     if (!out) {
-        Py_DECREF(value);
-        goto fail_out;
+        Py_XDECREF(value);
+        Py_XDECREF(grad);
+        Py_XDECREF(hess);
+        return NULL;
     }
     PyTuple_SET_ITEM(out, 0, value);
     PyTuple_SET_ITEM(out, 1, grad ? grad : Py_NewRef(Py_None));
     PyTuple_SET_ITEM(out, 2, hess ? hess : Py_NewRef(Py_None));
     return out;
-fail:
-    PyBuffer_Release(&pv);
-    if (gv.obj) PyBuffer_Release(&gv);
-    if (hv.obj) PyBuffer_Release(&hv);
-fail_out:
-    Py_XDECREF(grad);
-    Py_XDECREF(hess);
-    return NULL;
 }
 
 static PyMethodDef sf_py_methods[] = {
     {"context", (PyCFunction)(void (*)(void))sf_py_context_new, METH_FASTCALL,
-     "context(X, Y, w, ndarray, empty, syrk, local): the data of a Net for run()"},
+     "context(X, Y, w, syrk, local): the data of a Net for run()"},
     {"run", (PyCFunction)(void (*)(void))sf_py_run, METH_FASTCALL,
      "run(context, kind, p, ntasks, blas, gbytes) -> (loss, grad, H), None or a status"},
     {NULL, NULL, 0, NULL}
 };
 
-/* Called through cffi, which has released the GIL. Returns 0, or -1 (exception cleared). */
+/* Called through cffi, which has released the GIL.  Returns 0, or -1 (exception cleared):
+ * also when NumPy's C API does not load (e.g. NumPy changed since the build). */
 int sf_py_install(const char *name)
 {
     PyGILState_STATE gil = PyGILState_Ensure();
-    PyObject *module = PyImport_AddModule(name);   /* borrowed; made if not in sys.modules */
+    PyObject *module = _import_array() < 0 ? NULL : PyImport_AddModule(name);   /* borrowed */
     const int rc = module && PyModule_AddFunctions(module, sf_py_methods) == 0 ? 0 : -1;
     if (rc) PyErr_Clear();
     PyGILState_Release(gil);

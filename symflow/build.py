@@ -41,6 +41,8 @@ import uuid
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
+
 from ._version import __version__
 from .errors import CompilationError, CompilerNotFoundError
 from .spec import MLP
@@ -121,6 +123,7 @@ def cache_key(spec: MLP) -> str:
         "cc_version": _compiler_version(tuple(cc)),
         "flags": flags,
         "cffi": cffi.__version__,
+        "numpy": np.__version__,  # the kernels' Python entry point uses NumPy's C API
         "abi": [sys.implementation.cache_tag, sysconfig.get_config_var("EXT_SUFFIX"),
                 platform.machine()],
     }
@@ -165,7 +168,8 @@ def compile_extension(name: str, source: str, outdir: Path, log_dir: Path | None
         ffi.emit_c_code(str(wrapper))
     target = outdir / f"{name}{sysconfig.get_config_var('EXT_SUFFIX')}"
     link = ["-bundle", "-undefined", "dynamic_lookup"] if sys.platform == "darwin" else ["-shared"]
-    cmd = [*cc, *flags, *link, f"-I{include}", str(wrapper), "-o", str(target), "-lm", "-pthread"]
+    cmd = [*cc, *flags, *link, f"-I{include}", f"-I{np.get_include()}", str(wrapper), "-o",
+           str(target), "-lm", "-pthread"]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True)
     except OSError as exc:

@@ -362,8 +362,8 @@ class Net:
         run = context = None
         if entry is not None:
             run = entry.run
-            context = entry.context(self.X, self.Y, self.weights, np.ndarray, np.empty,
-                                    _dsyrk_address(), _blas_local_threads_address())
+            context = entry.context(self.X, self.Y, self.weights, _dsyrk_address(),
+                                    _blas_local_threads_address())
         self._fixed = (ffi, self._lib.sf_run, self._pX, self._pY, self._pw, self.X.shape[0], P,
                        (P,), (P, P), run, context)
 

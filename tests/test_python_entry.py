@@ -147,8 +147,8 @@ def test_entry_point_checks_its_arguments():
         run(object(), 1, p, 1, 0, 1 << 20)
     entry = _python_entry(symflow.build.load(arch))
     with pytest.raises(ValueError, match="X must be a C-contiguous float64 array"):
-        entry.context(np.zeros((20, 2), np.float32), np.zeros(20), None, np.ndarray, np.empty, 0, 0)
+        entry.context(np.zeros((20, 2), np.float32), np.zeros(20), None, 0, 0)
     with pytest.raises(ValueError, match="Y must be"):
-        entry.context(np.zeros((20, 2)), np.zeros(19), None, np.ndarray, np.empty, 0, 0)
+        entry.context(np.zeros((20, 2)), np.zeros(19), None, 0, 0)
     with pytest.raises(ValueError, match="w must be"):
-        entry.context(np.zeros((20, 2)), np.zeros(20), np.zeros(3), np.ndarray, np.empty, 0, 0)
+        entry.context(np.zeros((20, 2)), np.zeros(20), np.zeros(3), 0, 0)
