@@ -4,7 +4,7 @@
  * ffi.from_buffer for p and for each output (~0.2 us each), numpy.empty, and the
  * conversion of fifteen arguments (~0.4 us), ~1.9 us around a 2 us Hessian at P = 41
  * (one core, Zen 4).  `run` below takes p and returns new output arrays with the
- * CPython and NumPy C APIs instead: ~0.2 us around the kernel.  (A first version made
+ * CPython and NumPy C APIs instead: ~0.3 us around the kernel.  (A first version made
  * the outputs with numpy.empty and read p and them through the buffer protocol; NumPy's
  * PyArray_SimpleNew and PyArray_DATA took another 0.3 us off a call, mostly numpy.empty's
  * argument parsing and the buffer exports.)  This part is compiled only with the full C
