@@ -16,7 +16,6 @@ stdout and to benchmarks/results/call_paths.csv.
 
 import argparse
 import os
-import time
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -24,18 +23,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 import symflow  # noqa: E402
-from _results import write_rows  # noqa: E402  (benchmarks/_results.py)
-
-
-def fastest_call(fn, seconds):
-    fn()
-    best = float("inf")
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+from _results import fastest_call, write_rows  # noqa: E402  (benchmarks/_results.py)
 
 
 def main():

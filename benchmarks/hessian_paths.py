@@ -18,7 +18,6 @@ to 32 in place of dsyrk, so at N <= 16 both settings time the same code.
 
 import argparse
 import os
-import time
 
 # before NumPy and SciPy load their BLAS, which read these once
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -28,18 +27,7 @@ import numpy as np  # noqa: E402
 
 import symflow  # noqa: E402
 import symflow.problems as problems  # noqa: E402
-from _results import write_rows  # noqa: E402  (benchmarks/_results.py)
-
-
-def fastest_call(fn, seconds):
-    fn()
-    best = float("inf")
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+from _results import fastest_call, write_rows  # noqa: E402  (benchmarks/_results.py)
 
 
 def main():
