@@ -506,8 +506,9 @@ static inline void sf_transpose4(const double *s, long ls, double *d, long ld, l
  * samples of a partial block are one more vector whose lanes past nb are masked to 0:
  * those lanes are read (a block row has SF_GB entries) but never used, so the rows need
  * no valid pad samples, and the writers of a row may store it in whole vectors (a
- * scalar-stored tail read back by a vector load stalls store-to-load forwarding; the
- * Hessian's R sums at N = 10 lost 10% to that).  Without vectors the rest is summed
+ * scalar-stored tail read back by a vector load stalls store-to-load forwarding: a whole
+ * Hessian at P = 41, N = 10 took 1.94 us in a C timing loop with the R sums' rows written
+ * element by element, 1.72 us written in vectors).  Without vectors the rest is summed
  * into lane 0.  The gradient kernel keeps these lanes across the
  * blocks of a range and adds them across once, at the end (sf_lanes_done); at k = 100
  * a sum across lanes for every block was ~5% of the gradient. */
