@@ -909,11 +909,15 @@ static sf_scratch_set *sf_scratch_current(void)
 /* The end of a kernel's use of `slot`: a buffer above SF_SCRATCH_KEEP is freed. */
 static void sf_scratch_done(int slot) { sf_scratch_drop(sf_scratch_current(), slot); }
 
-/* sf_scratch_done for every slot, with one lookup of the thread's set */
+/* sf_scratch_done for every slot of the kernels, with one lookup of the thread's set.
+ * Not SF_WS_PART: that is sf_run's buffer for a range no worker runs (thread_pool.h),
+ * still to be added in after the kernel; freeing it here when it was above
+ * SF_SCRATCH_KEEP (P >= 1449) left sf_run reading freed memory. */
 static void sf_scratch_done_all(void)
 {
     sf_scratch_set *set = sf_scratch_current();
-    for (int slot = 0; slot < SF_NWS; ++slot) sf_scratch_drop(set, slot);
+    for (int slot = 0; slot < SF_NWS; ++slot)
+        if (slot != SF_WS_PART) sf_scratch_drop(set, slot);
 }
 
 /* Predicted outputs (the output layer's activation applied; softmax probabilities),

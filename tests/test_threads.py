@@ -165,3 +165,40 @@ def test_threads_work_in_a_forked_child():
             os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
     assert answer == b"1"
+
+
+_LARGE_P_CONCURRENT = r"""
+import sys
+from concurrent.futures import ThreadPoolExecutor
+import numpy as np
+import symflow
+from symflow.problems import _MAX_THREADED_HESSIAN_P, _parts
+arch = symflow.MLP(1, [(483, "tanh", True), (1, "identity", True)])
+P = arch.nparams
+assert 1449 ** 2 > 2 ** 21 and 1449 <= P <= _MAX_THREADED_HESSIAN_P and _parts(64, 2, P * P, "hessian") == 2
+rng = np.random.default_rng(2)
+net = symflow.Net(arch, rng.normal(size=(64, 1)), rng.normal(size=(64, 1)), threads=2)
+p = arch.random_params(seed=1)
+ref = net.loss_gradient_hessian(p)
+with ThreadPoolExecutor(2) as ex:
+    outs = list(ex.map(lambda i: net.loss_gradient_hessian(p), range(6)))
+bad = sum(not (o[0] == ref[0] and np.array_equal(o[1], ref[1]) and np.array_equal(o[2], ref[2]))
+          for o in outs)
+print("bad", bad)
+sys.exit(1 if bad else 0)
+"""
+
+
+def test_concurrent_calls_with_a_range_buffer_above_the_workspace_limit():
+    # A call that finds the workers taken runs the second range itself into its own
+    # buffer, which at P >= 1449 is above the kernels' workspace limit (SF_SCRATCH_KEEP,
+    # 2^21 doubles).  The kernel must not free that buffer at its end (it did from
+    # 34f3f21 on: sf_run then read freed memory, a crash or a wrong loss).  In a child
+    # process, so that a crash fails this test rather than the session.
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _LARGE_P_CONCURRENT], capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, (out.returncode, out.stdout[-2000:], out.stderr[-2000:])
+    assert "bad 0" in out.stdout
