@@ -37,11 +37,7 @@ Also reported: the measured float64 GEMM rate (numpy ``A @ B``, 2000 x 2000, sam
 thread count), the Hessian "ceiling" time N * P^2 / GEMM rate (flops of a
 symmetric rank-N update of a P x P matrix, 2 N P^2 / 2), ratios peer / symflow
 per operation (from medians; the CSV also has every tool's fastest call, ``*_min_s``,
-and the ratios from those, ``ratio_best_*_min`` and ``hess_over_ceiling_min``), for
-N >= 10^3 also the GEMM rate measured right before and after symflow's Hessian
-(``gemm_gflops_adjacent``, the fastest of two products on each side) and the ratios to
-that ceiling (``hess_over_ceiling_adjacent``, ``_adjacent_min``; see
-ADJACENT_GEMM_MIN_N), and
+and the ratios from those, ``ratio_best_*_min`` and ``hess_over_ceiling_min``), and
 the accuracy of symflow's gradient and Hessian against torch
 float64 (max |a - b| / max |b|; must be <= 1e-12).
 
@@ -150,10 +146,6 @@ def fmt_r(r):
     return f"{r:.3g}x" if r < 100 else f"{r:.0f}x"
 
 
-def fmt_g(g):
-    return "-" if g is None or g != g else f"{g:.0f}GF"
-
-
 def fmt_e(e):
     if e is None or e != e:
         return "-"
@@ -229,28 +221,6 @@ def gemm_timing(budget):
     return g
 
 
-# The GEMM rate is also measured next to symflow's Hessian at N >= ADJACENT_GEMM_MIN_N
-# (the points with a ceiling target): two products right before it and two right
-# after.  On a 2-vCPU VM two-thread Hessians at k = 10, N = 10^3 ran 1.3-1.6x slower
-# than usual for seconds at a time while one-thread calls did not
-# (benchmarks/call_spread.py); this shows whether the machine's GEMM was slower then
-# too.  The ratios to it are a diagnostic: the headline (and the target) stays the
-# ratio to the run-level rate.
-ADJACENT_GEMM_MIN_N = 1000
-
-
-def adjacent_gemm_seconds(operands, calls=2):
-    """The fastest of `calls` timed 2000 x 2000 products (after one untimed one)."""
-    A, B = operands
-    A @ B
-    best = float("inf")
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        A @ B
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def worker(args) -> int:
     threads = args.threads[0]
     affinity = restrict_cpus(threads)  # before numpy/torch/JAX start their thread pools
@@ -291,7 +261,10 @@ def worker(args) -> int:
     mem_gb = args.mem_gb if args.mem_gb else 0.5 * mem_available_gb()
     timer = Timer(args.budget)
 
-    # ---- machine GEMM rate (numpy, float64, same thread count)
+    # ---- machine GEMM rate (numpy, float64, same thread count), once, before the grid.
+    # Not next to each Hessian: tried, a two-thread numpy GEMM left its BLAS thread
+    # spinning and slowed the two-thread Hessians timed right after it (k = 50, N = 10^3:
+    # median 1.60-1.66 ms against 0.654 ms without the GEMM, fastest calls 0.648 ms).
     g = gemm_timing(max(args.budget, 1.0))
     gemm_gflops = 2 * 2000**3 / g["min"] / 1e9  # peak (best repeat): the ceiling is a hardware bound
     gemm_median = 2 * 2000**3 / g["median"] / 1e9
@@ -411,17 +384,7 @@ def run_point(args, arch, k, D, P, N, threads, gemm_gflops, mem_gb, timer, last,
         notes.append(f"SYMFLOW FAILED: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
     row["symflow_setup_s"] = time.perf_counter() - t0
     sf_g = measure(("symflow", "grad"), lambda: net.loss_and_gradient(p)) if net else None
-    operands = None
-    if net is not None and N >= ADJACENT_GEMM_MIN_N:
-        g_rng = np.random.default_rng(0)
-        operands = g_rng.standard_normal((2000, 2000)), g_rng.standard_normal((2000, 2000))
-        before = adjacent_gemm_seconds(operands)
     sf_h = measure(("symflow", "hess"), lambda: net.hessian(p)) if net else None
-    if operands is not None and sf_h:
-        rate = 2 * 2000**3 / min(before, adjacent_gemm_seconds(operands)) / 1e9
-        row["gemm_gflops_adjacent"] = rate
-        row["ceiling_adjacent_s"] = N * P * P / (rate * 1e9)
-    del operands
     sf_loss, sf_grad = net.loss_and_gradient(p) if sf_g else (None, None)
     sf_hess = sf_h["out"] if sf_h else None
 
@@ -516,9 +479,6 @@ def run_point(args, arch, k, D, P, N, threads, gemm_gflops, mem_gb, timer, last,
     if "symflow_hess_s" in row:
         row["hess_over_ceiling"] = row["symflow_hess_s"] / row["ceiling_s"]
         row["hess_over_ceiling_min"] = row["symflow_hess_min_s"] / row["ceiling_s"]
-        if "ceiling_adjacent_s" in row:
-            row["hess_over_ceiling_adjacent"] = row["symflow_hess_s"] / row["ceiling_adjacent_s"]
-            row["hess_over_ceiling_adjacent_min"] = row["symflow_hess_min_s"] / row["ceiling_adjacent_s"]
     row["notes"] = "; ".join(notes)
     return row
 
@@ -576,7 +536,6 @@ COLUMNS = [
     "symflow_grad_min_s", "torch_grad_min_s", "jax_grad_min_s", "ratio_best_grad_min",
     "symflow_hess_min_s", "torch_hess_min_s", "jax_hess_min_s", "ratio_best_hess_min",
     "hess_over_ceiling_min",
-    "gemm_gflops_adjacent", "ceiling_adjacent_s", "hess_over_ceiling_adjacent", "hess_over_ceiling_adjacent_min",
     "symflow_setup_s",
     "symflow_grad_reps", "symflow_hess_reps", "torch_grad_reps", "torch_hess_autograd_reps",
     "torch_hess_func_reps", "jax_grad_reps", "jax_hess_reps",
@@ -624,7 +583,7 @@ def print_tables(rows, header):
     print(f"\n## Full Hessian, float64, {th} thread(s), {nets}  (ceiling = N*P^2 / {header['gemm_gflops']:.1f} GFLOP/s; "
           f"torch = faster of autograd.functional (af) / func (fn))")
     h = ["k", "P", "N", "symflow", "torch", "jax", "torch/sf", "jax/sf", "best/sf", "(min)", "ceiling",
-         "sf/ceil", "(min)", "adj GEMM", "sf/adj", "(min)", "jax compile", "hess err"]
+         "sf/ceil", "(min)", "jax compile", "hess err"]
     body = []
     for r in rows:
         m = {"autograd.functional": " af", "func": " fn"}.get(r.get("torch_hess_method"), "")
@@ -632,8 +591,6 @@ def print_tables(rows, header):
                      fmt_t(r.get("jax_hess_s")), fmt_r(r.get("ratio_torch_hess")), fmt_r(r.get("ratio_jax_hess")),
                      fmt_r(r.get("ratio_best_hess")), fmt_r(r.get("ratio_best_hess_min")), fmt_t(r.get("ceiling_s")),
                      fmt_r(r.get("hess_over_ceiling")), fmt_r(r.get("hess_over_ceiling_min")),
-                     fmt_g(r.get("gemm_gflops_adjacent")), fmt_r(r.get("hess_over_ceiling_adjacent")),
-                     fmt_r(r.get("hess_over_ceiling_adjacent_min")),
                      fmt_t(r.get("jax_hess_compile_s")), fmt_e(r.get("hess_err"))])
     table(h, body)
     errs = [r.get(e) for r in rows for e in ("grad_err", "hess_err") if r.get(e) is not None]
