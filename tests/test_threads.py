@@ -175,7 +175,7 @@ import symflow
 from symflow.problems import _MAX_THREADED_HESSIAN_P, _parts
 arch = symflow.MLP(1, [(483, "tanh", True), (1, "identity", True)])
 P = arch.nparams
-assert 1449 ** 2 > 2 ** 21 and 1449 <= P <= _MAX_THREADED_HESSIAN_P and _parts(64, 2, P * P, "hessian") == 2
+assert P * P + P + 1 > 2 ** 21 and P <= _MAX_THREADED_HESSIAN_P and _parts(64, 2, P * P, "hessian") == 2
 rng = np.random.default_rng(2)
 net = symflow.Net(arch, rng.normal(size=(64, 1)), rng.normal(size=(64, 1)), threads=2)
 p = arch.random_params(seed=1)
